@@ -1,0 +1,155 @@
+// src/cache/tiered-store.ts
+// The cache as the rest of the program sees it: memory in front of disk, one API to look up,
+// store, refresh, purge and list entries.
+
+import type { FileHandle } from 'node:fs/promises'
+import type { Logger } from 'pino'
+import { DiskStore, type ScanResult, type TempBody } from './disk-store.js'
+import { hashKey, type CachedEntry, type EntryMeta } from './entry.js'
+import { MemoryStore } from './memory-store.js'
+
+export interface StoreOptions {
+  readonly cacheDir: string
+  readonly maxDiskBytes: number
+  readonly maxMemoryBytes: number
+  readonly log: Logger
+}
+
+export interface StoreStats {
+  readonly memoryEntries: number
+  readonly memoryBytes: number
+  readonly diskEntries: number
+  readonly diskBytes: number
+  readonly indexComplete: boolean
+  readonly evictions: number
+  readonly corruptDropped: number
+}
+
+export class TieredStore {
+  readonly disk: DiskStore
+  readonly memory: MemoryStore
+  readonly #log: Logger
+  #evictions = 0
+  #corruptDropped = 0
+
+  private constructor(disk: DiskStore, memory: MemoryStore, log: Logger) {
+    this.disk = disk
+    this.memory = memory
+    this.#log = log
+  }
+
+  static async open(options: StoreOptions): Promise<TieredStore> {
+    const memory = new MemoryStore(options.maxMemoryBytes)
+    let self: TieredStore | undefined
+    const disk = await DiskStore.open(options.cacheDir, options.maxDiskBytes, options.log, (hash) => {
+      memory.delete(hash)
+      if (self !== undefined) self.#evictions++
+    })
+    self = new TieredStore(disk, memory, options.log)
+    return self
+  }
+
+  /** Indexes what an earlier process left on disk; the store serves (and finds old entries) meanwhile. */
+  scan(): Promise<ScanResult> {
+    return this.disk.scan()
+  }
+
+  /** The stored entry for `key`, from memory or disk, or undefined. Small bodies are pulled into memory. */
+  async lookup(key: string): Promise<CachedEntry | undefined> {
+    const hash = hashKey(key)
+    const hot = this.memory.get(hash)
+    if (hot !== undefined) {
+      this.disk.index.get(hash) // keep disk recency in step with use
+      return hot
+    }
+    const meta = await this.disk.read(hash)
+    if (meta === undefined) return undefined
+    const entry: CachedEntry = { meta, hash, body: undefined, freshness: undefined }
+    if (meta.bodyBytes <= this.memory.maxBodyBytes) {
+      try {
+        entry.body = await this.disk.readBody(hash, meta)
+      } catch (err) {
+        await this.#drop(entry, err)
+        return undefined
+      }
+    }
+    this.memory.set(entry)
+    return entry
+  }
+
+  /** Opens a disk entry's body; a missing or corrupt body removes the entry and returns undefined. */
+  async openBody(entry: CachedEntry): Promise<FileHandle | undefined> {
+    try {
+      return await this.disk.openBody(entry.hash, entry.meta)
+    } catch (err) {
+      await this.#drop(entry, err)
+      return undefined
+    }
+  }
+
+  createTemp(key: string): Promise<TempBody> {
+    return this.disk.createTemp(hashKey(key))
+  }
+
+  /** Whether a body of this size may be stored at all. */
+  fits(bodyBytes: number): boolean {
+    return this.disk.index.fits(bodyBytes)
+  }
+
+  bodyFileFor(temp: TempBody, bytes: number): string {
+    return this.disk.bodyFileFor(temp, bytes)
+  }
+
+  /** Makes a filled body the current entry for its key. `body` is the whole body when it was small. */
+  async commit(temp: TempBody, meta: EntryMeta, previous: EntryMeta | undefined, body: Buffer | undefined): Promise<CachedEntry> {
+    await this.disk.commit(temp, meta, previous)
+    const entry: CachedEntry = { meta, hash: temp.hash, body, freshness: undefined }
+    if (body !== undefined || meta.bodyBytes > this.memory.maxBodyBytes) this.memory.set(entry)
+    else this.memory.delete(temp.hash)
+    return entry
+  }
+
+  /** Replaces an entry's metadata (after a 304), keeping its body. */
+  async refresh(entry: CachedEntry, meta: EntryMeta): Promise<CachedEntry> {
+    const next: CachedEntry = { meta, hash: entry.hash, body: entry.body, freshness: undefined }
+    this.memory.set(next)
+    await this.disk.writeMeta(entry.hash, meta)
+    return next
+  }
+
+  /** Removes `key` from both tiers; true if something was there. */
+  async purge(key: string): Promise<boolean> {
+    const hash = hashKey(key)
+    const hot = this.memory.get(hash)
+    this.memory.delete(hash)
+    const meta = hot?.meta ?? (await this.disk.read(hash))
+    await this.disk.remove(hash, meta)
+    return meta !== undefined
+  }
+
+  list(): AsyncGenerator<{ hash: string; meta: EntryMeta }> {
+    return this.disk.list()
+  }
+
+  stats(): StoreStats {
+    return {
+      memoryEntries: this.memory.entries,
+      memoryBytes: this.memory.bytes,
+      diskEntries: this.disk.index.entries,
+      diskBytes: this.disk.index.bytes,
+      indexComplete: this.disk.index.complete,
+      evictions: this.#evictions,
+      corruptDropped: this.#corruptDropped,
+    }
+  }
+
+  async #drop(entry: CachedEntry, err: unknown): Promise<void> {
+    const code = (err as NodeJS.ErrnoException).code
+    if (code !== 'ENOENT') {
+      this.#corruptDropped++
+      this.#log.warn({ err, key: entry.meta.key }, 'dropping unreadable cache entry')
+    }
+    this.memory.delete(entry.hash)
+    await this.disk.remove(entry.hash, entry.meta)
+  }
+}

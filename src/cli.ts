@@ -1,0 +1,89 @@
+// src/cli.ts
+// argv -> config -> server -> signals. The only file that calls process.exit.
+//
+// Exit codes: 0 clean stop (including SIGTERM/SIGINT), 1 runtime failure, 2 bad configuration or usage.
+
+import yargs from 'yargs'
+import { hideBin } from 'yargs/helpers'
+import type { Logger } from 'pino'
+import { resolveConfig, ENV_VARS, type ConfigInput } from './config.js'
+import { isCachemirError } from './errors.js'
+import { createLogger } from './log.js'
+import { startMirror } from './server.js'
+
+const EXIT_RUNTIME = 1
+const EXIT_CONFIG = 2
+/** How long in-flight responses may run on after SIGTERM before connections are closed. */
+const SHUTDOWN_GRACE_MS = 10_000
+
+function fail(message: string, code: number): never {
+  process.stderr.write(`cachemir: ${message}\n`)
+  process.exit(code)
+}
+
+async function serve(args: ConfigInput): Promise<void> {
+  let config
+  try {
+    config = resolveConfig(args, process.env)
+  } catch (err) {
+    fail(isCachemirError(err) ? err.message : String(err), EXIT_CONFIG)
+  }
+  const log = createLogger(config.logLevel)
+  let mirror
+  try {
+    mirror = await startMirror(config, log)
+  } catch (err) {
+    log.flush()
+    fail(err instanceof Error ? err.message : String(err), isCachemirError(err) && err.code === 'CACHEMIR_CONFIG_INVALID' ? EXIT_CONFIG : EXIT_RUNTIME)
+  }
+  const stop = (signal: string): void => {
+    log.info({ signal, graceMs: SHUTDOWN_GRACE_MS }, 'shutting down')
+    mirror.close(SHUTDOWN_GRACE_MS).then(
+      () => exitAfterFlush(log, 0),
+      (err: unknown) => {
+        log.error({ err }, 'error during shutdown')
+        exitAfterFlush(log, EXIT_RUNTIME)
+      },
+    )
+  }
+  process.once('SIGTERM', stop)
+  process.once('SIGINT', stop)
+}
+
+function exitAfterFlush(log: Logger, code: number): void {
+  log.flush(() => process.exit(code))
+}
+
+const envNote = (key: keyof typeof ENV_VARS): string => `[env ${ENV_VARS[key]}]`
+
+await yargs(hideBin(process.argv))
+  .scriptName('cachemir')
+  .usage('$0 <command> [options]')
+  .command(
+    ['serve', '$0'],
+    'Start the caching mirror',
+    (y) =>
+      y
+        .option('upstream', { type: 'string', array: true, describe: `Upstream base URL; repeat for equivalent mirrors, tried in order ${envNote('upstream')}` })
+        .option('listen', { type: 'string', describe: `HOST:PORT to listen on (default 127.0.0.1:8080) ${envNote('listen')}` })
+        .option('cache-dir', { type: 'string', describe: `Cache directory (default $XDG_CACHE_HOME/cachemir or ~/.cache/cachemir) ${envNote('cacheDir')}` })
+        .option('max-disk', { type: 'string', describe: `Disk budget for cached bodies, e.g. 10GiB (default 10GiB) ${envNote('maxDisk')}` })
+        .option('max-memory', { type: 'string', describe: `Memory budget, e.g. 256MiB (default 256MiB) ${envNote('maxMemory')}` })
+        .option('config', { type: 'string', describe: `JSON config file with routes and rules ${envNote('config')}` })
+        .option('log-level', { type: 'string', describe: `fatal, error, warn, info, debug, trace or silent (default info) ${envNote('logLevel')}` }),
+    (argv) =>
+      serve({
+        upstream: argv.upstream,
+        listen: argv.listen,
+        cacheDir: argv['cache-dir'],
+        maxDisk: argv['max-disk'],
+        maxMemory: argv['max-memory'],
+        config: argv.config,
+        logLevel: argv['log-level'],
+      }),
+  )
+  .strict()
+  .help()
+  .version()
+  .fail((message, err) => fail(message ?? err?.message ?? 'invalid command line', EXIT_CONFIG))
+  .parseAsync()

@@ -1,0 +1,85 @@
+// src/errors.ts
+// CachemirError and its subclasses: every error code the project uses, in one place.
+// Codes are never reused once released; a retired code stays listed here as a comment.
+
+export abstract class CachemirError extends Error {
+  abstract readonly code: `CACHEMIR_${string}`
+  /** HTTP status a request that fails with this error gets, when headers are not yet sent. */
+  abstract readonly statusCode: number
+}
+
+/** Bad configuration: one or more problems, each naming the field (flag, variable or file key). */
+export class ConfigError extends CachemirError {
+  override name = 'ConfigError'
+  readonly code = 'CACHEMIR_CONFIG_INVALID'
+  readonly statusCode = 500
+  readonly problems: readonly string[]
+  constructor(problems: readonly string[], options?: ErrorOptions) {
+    super(problems.join('; '), options)
+    this.problems = problems
+  }
+}
+
+/** The upstream could not be reached or answered with a failure before any body byte was sent. */
+export class UpstreamError extends CachemirError {
+  override name = 'UpstreamError'
+  readonly code = 'CACHEMIR_UPSTREAM_FAILED'
+  readonly statusCode = 502
+  constructor(method: string, url: string, options?: ErrorOptions) {
+    super(`upstream request failed: ${method} ${url}`, options)
+  }
+}
+
+/** The upstream did not answer in time. */
+export class UpstreamTimeoutError extends CachemirError {
+  override name = 'UpstreamTimeoutError'
+  readonly code = 'CACHEMIR_UPSTREAM_TIMEOUT'
+  readonly statusCode = 504
+  constructor(method: string, url: string, options?: ErrorOptions) {
+    super(`upstream timed out: ${method} ${url}`, options)
+  }
+}
+
+/** The upstream body ended early or broke off after headers were sent to clients. */
+export class UpstreamBodyError extends CachemirError {
+  override name = 'UpstreamBodyError'
+  readonly code = 'CACHEMIR_UPSTREAM_BODY_FAILED'
+  readonly statusCode = 502
+  constructor(url: string, detail: string, options?: ErrorOptions) {
+    super(`upstream body failed: ${url}: ${detail}`, options)
+  }
+}
+
+/** The request is malformed or unsafe (bad path, absolute-form URI, traversal). */
+export class BadRequestError extends CachemirError {
+  override name = 'BadRequestError'
+  readonly code = 'CACHEMIR_BAD_REQUEST'
+  readonly statusCode = 400
+  constructor(reason: string, options?: ErrorOptions) {
+    super(`bad request: ${reason}`, options)
+  }
+}
+
+/** A cache file failed validation (wrong magic, length or key) and was dropped. */
+export class CacheCorruptError extends CachemirError {
+  override name = 'CacheCorruptError'
+  readonly code = 'CACHEMIR_CACHE_CORRUPT'
+  readonly statusCode = 500
+  constructor(path: string, reason: string, options?: ErrorOptions) {
+    super(`cache entry corrupt: ${path}: ${reason}`, options)
+  }
+}
+
+/** Anything unexpected inside the request handler: becomes a 500 for that request only. */
+export class InternalError extends CachemirError {
+  override name = 'InternalError'
+  readonly code = 'CACHEMIR_INTERNAL'
+  readonly statusCode = 500
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options)
+  }
+}
+
+export function isCachemirError(err: unknown): err is CachemirError {
+  return err instanceof CachemirError
+}

@@ -1,0 +1,55 @@
+// src/proxy/forward-headers.ts
+// Which client request headers go upstream, and the normalized values Vary compares.
+
+import type { IncomingHttpHeaders } from 'node:http'
+import { headerValue, splitList } from '../http/headers.js'
+
+/**
+ * Never sent upstream on a shared fill: hop-by-hop fields, our own conditionals and ranges
+ * (the fill decides those), the client's cache directives, and credentials (a shared copy must
+ * not depend on one user's identity).
+ */
+const NOT_FORWARDED_ON_FILL = new Set([
+  'host', 'connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'te', 'trailer',
+  'transfer-encoding', 'upgrade', 'content-length', 'expect',
+  'if-none-match', 'if-modified-since', 'if-match', 'if-unmodified-since', 'if-range', 'range',
+  'cache-control', 'pragma', 'cookie', 'authorization',
+])
+
+/** Hop-by-hop only: what a private pass-through request (the client's own) drops. */
+const HOP_BY_HOP = new Set([
+  'host', 'connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'te', 'trailer',
+  'transfer-encoding', 'upgrade', 'expect',
+])
+
+function copy(headers: IncomingHttpHeaders, drop: ReadonlySet<string>): Record<string, string> {
+  const named = new Set(splitList(headerValue(headers.connection) ?? '').map((n) => n.toLowerCase()))
+  const out: Record<string, string> = {}
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined || drop.has(name) || named.has(name)) continue
+    out[name] = Array.isArray(value) ? value.join(', ') : value
+  }
+  return out
+}
+
+/** Headers for a shared, cacheable fill. */
+export function fillHeaders(headers: IncomingHttpHeaders): Record<string, string> {
+  return copy(headers, NOT_FORWARDED_ON_FILL)
+}
+
+/** Headers for a request passed through for one client only (not stored). */
+export function privateHeaders(headers: IncomingHttpHeaders): Record<string, string> {
+  return copy(headers, HOP_BY_HOP)
+}
+
+/** A request header's value as Vary compares it: whitespace-normalized, '' when absent. */
+export function varyValue(headers: IncomingHttpHeaders, name: string): string {
+  return (headerValue(headers[name]) ?? '').trim().replace(/\s+/g, ' ')
+}
+
+/** True when the request carries the same values as those recorded for a stored variant. */
+export function varyMatches(recorded: Readonly<Record<string, string>> | undefined, headers: IncomingHttpHeaders): boolean {
+  if (recorded === undefined) return true
+  for (const [name, value] of Object.entries(recorded)) if (varyValue(headers, name) !== value) return false
+  return true
+}

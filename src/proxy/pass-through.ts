@@ -1,0 +1,118 @@
+// src/proxy/pass-through.ts
+// Requests the cache does not handle: other methods and upgrades go to the route's first
+// upstream through httpxy; GETs that must not be shared are streamed through undici for one
+// client only. Nothing here is stored.
+
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Duplex } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
+import { createProxyServer, type ProxyServer } from 'httpxy'
+import type { Logger } from 'pino'
+import type { Routed } from './route.js'
+import type { UpstreamClient, UpstreamResponse } from '../upstream/client.js'
+import { stripHopByHop } from '../http/headers.js'
+import { buildHead, writeHead } from '../respond/head.js'
+import { privateHeaders } from './forward-headers.js'
+
+export class PassThrough {
+  readonly #proxy: ProxyServer
+  readonly #log: Logger
+
+  constructor(log: Logger) {
+    this.#log = log
+    this.#proxy = createProxyServer({ changeOrigin: true, ignorePath: true, xfwd: false, ws: true })
+    // httpxy reports errors both here and through the promise; the promise is what we act on.
+    this.#proxy.on('error', () => {})
+  }
+
+  /**
+   * Proxies a request with a body or an unsafe method. Resolves with the upstream status once the
+   * response is complete (0 when the upstream could not be reached; the client got a 502).
+   */
+  async web(req: IncomingMessage, res: ServerResponse, routed: Routed): Promise<number> {
+    const target = upstreamUrl(routed)
+    res.setHeader('Cache-Status', 'cachemir; fwd=method')
+    try {
+      await this.#proxy.web(req, res, { target })
+    } catch (err) {
+      this.#log.warn({ err, method: req.method, target: target.href }, 'pass-through failed')
+      if (!res.headersSent) {
+        res.writeHead(502, { 'content-type': 'text/plain; charset=utf-8', 'cache-status': 'cachemir; fwd=method' })
+        res.end(`upstream unreachable: ${target.origin}\n`)
+      } else res.destroy()
+      return 0
+    }
+    await finished(res)
+    return res.statusCode
+  }
+
+  /** Proxies an upgrade (e.g. WebSocket) to the route's first upstream. */
+  ws(req: IncomingMessage, socket: Duplex, head: Buffer, routed: Routed): void {
+    const target = upstreamUrl(routed)
+    this.#proxy.ws(req, socket as never, { target }, head).catch((err: unknown) => {
+      this.#log.warn({ err, target: target.href }, 'upgrade pass-through failed')
+      socket.destroy()
+    })
+  }
+
+  close(): void {
+    this.#proxy.close()
+  }
+}
+
+/** The first upstream's URL for this request (pass-through does not fail over: bodies are not replayable). */
+function upstreamUrl(routed: Routed): URL {
+  const base = routed.route.upstreams[0] as URL
+  return new URL(`./${routed.relativePath}`, base)
+}
+
+function finished(res: ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    if (res.writableFinished || res.destroyed) resolve()
+    else {
+      res.once('finish', () => resolve())
+      res.once('close', () => resolve())
+    }
+  })
+}
+
+/**
+ * Fetches a GET/HEAD for this client alone (credentials, uncacheable answers, Vary mismatches) and
+ * streams it back unchanged but for hop-by-hop fields.
+ */
+export async function fetchPrivately(
+  req: IncomingMessage,
+  res: ServerResponse,
+  routed: Routed,
+  upstream: UpstreamClient,
+  cacheStatus: string,
+): Promise<UpstreamResponse> {
+  const response = await upstream.request(routed.route, {
+    method: req.method === 'HEAD' ? 'HEAD' : 'GET',
+    relativePath: routed.relativePath,
+    headers: privateHeaders(req.headers),
+  })
+  await streamResponse(req, res, response, cacheStatus)
+  return response
+}
+
+/** Sends an upstream response to one client as it arrives; a broken body closes the connection. */
+export async function streamResponse(
+  req: IncomingMessage,
+  res: ServerResponse,
+  response: UpstreamResponse,
+  cacheStatus: string,
+): Promise<void> {
+  writeHead(res, response.status, response.statusText, buildHead(stripHopByHop(response.headers), { cacheStatus }))
+  if (req.method === 'HEAD') {
+    response.body.resume()
+    res.end()
+    return
+  }
+  try {
+    await pipeline(response.body, res)
+  } catch {
+    response.body.destroy()
+    res.destroy()
+  }
+}

@@ -1,0 +1,94 @@
+// src/respond/send-fill.ts
+// Sends a response that is still arriving: the bytes already in the fill's temp file, then the
+// rest as it lands. Each client reads at its own pace (see upstream/fill.ts).
+
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Fill } from '../upstream/fill.js'
+import { headerValue } from '../http/headers.js'
+import { buildHead, drained, writeHead } from './head.js'
+import { evaluateRange, type ByteRange } from './range.js'
+import { isNotModified, NOT_MODIFIED_FIELDS } from './conditional.js'
+
+/** How much one reader takes from the file per read. */
+const READ_CHUNK_BYTES = 256 * 1024
+const LENGTH_FIELDS = new Set(['content-length', 'content-range'])
+
+/**
+ * Decides what this client gets from a streaming fill and sends it. Returns 'wait' without sending
+ * anything when the request cannot be answered from a growing file (several ranges, or a range
+ * on a body of unknown length): the caller waits for the fill to finish and serves from cache.
+ */
+export async function sendFill(
+  req: IncomingMessage,
+  res: ServerResponse,
+  fill: Fill,
+  cacheStatus: string,
+): Promise<'sent' | 'wait'> {
+  if (fill.status === 200 && isNotModified(headerValue(req.headers['if-none-match']), headerValue(req.headers['if-modified-since']), fill.headers)) {
+    writeHead(res, 304, '', buildHead(fill.headers, { cacheStatus, keep: NOT_MODIFIED_FIELDS }))
+    res.end()
+    return 'sent'
+  }
+  let range: ByteRange | undefined
+  const rangeHeader = headerValue(req.headers.range)
+  if (rangeHeader !== undefined && fill.status === 200) {
+    if (fill.totalBytes === undefined) return 'wait'
+    const decision = evaluateRange(rangeHeader, headerValue(req.headers['if-range']), fill.totalBytes, fill.headers)
+    if (decision.kind === 'unsatisfiable') return 'wait'
+    if (decision.kind === 'partial') {
+      if (decision.ranges.length > 1) return 'wait'
+      range = decision.ranges[0]
+    }
+  }
+  if (range === undefined) {
+    writeHead(res, fill.status, fill.statusText, buildHead(fill.headers, { cacheStatus }))
+  } else {
+    const add = ['Content-Range', `bytes ${range.start}-${range.end}/${fill.totalBytes}`, 'Content-Length', String(range.end - range.start + 1)]
+    writeHead(res, 206, '', buildHead(fill.headers, { cacheStatus, drop: LENGTH_FIELDS, add }))
+  }
+  if (req.method === 'HEAD') {
+    res.end()
+    return 'sent'
+  }
+  await follow(res, fill, range?.start ?? 0, range === undefined ? Infinity : range.end + 1)
+  return 'sent'
+}
+
+/**
+ * Copies bytes [from, to) of the fill to the client, waiting for the fill where it is ahead.
+ * The caller holds a reader reference on the fill (taken when it joined), so the file stays open.
+ */
+async function follow(res: ServerResponse, fill: Fill, from: number, to: number): Promise<void> {
+  let pos = from
+  while (pos < to && !res.destroyed) {
+    if (pos < fill.committedBytes) {
+      const chunk = await nextChunk(fill, pos, Math.min(to, fill.committedBytes))
+      if (chunk === undefined) break
+      pos += chunk.length
+      if (!res.write(chunk) && !(await drained(res))) return
+      continue
+    }
+    // Caught up: done if the fill is over, else wait for its next chunk.
+    if (fill.state === 'failed' || fill.bodyComplete || fill.state === 'complete') break
+    await fill.waitForProgress()
+  }
+  if (res.destroyed) return
+  if (fill.state === 'failed' || (to !== Infinity && pos < to)) {
+    // Headers are out: the only honest signal left is to close the connection early.
+    res.destroy()
+    return
+  }
+  res.end()
+}
+
+/** The bytes at `pos` (up to `limit`): the chunk just written if it starts there, else a file read. */
+async function nextChunk(fill: Fill, pos: number, limit: number): Promise<Buffer | undefined> {
+  const last = fill.lastChunk
+  if (last !== undefined && last.pos === pos && pos + last.buf.length <= limit) return last.buf
+  const file = fill.file
+  if (file === undefined) return undefined
+  const want = Math.min(limit - pos, READ_CHUNK_BYTES)
+  const buf = Buffer.allocUnsafe(want)
+  const { bytesRead } = await file.read(buf, 0, want, pos)
+  return bytesRead === 0 ? undefined : buf.subarray(0, bytesRead)
+}

@@ -1,0 +1,173 @@
+// src/server.ts
+// The node:http server: opens the store, wires the request pipeline, serves /_cachemir/
+// endpoints, and closes gracefully.
+
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import type { Socket } from 'node:net'
+import type { Logger } from 'pino'
+import { describeListen, type Config } from './config.js'
+import { ConfigError } from './errors.js'
+import type { ScanResult } from './cache/disk-store.js'
+import { TieredStore } from './cache/tiered-store.js'
+import { FillRegistry } from './upstream/fill.js'
+import { UpstreamClient, DEFAULT_TIMEOUTS } from './upstream/client.js'
+import { PassThrough } from './proxy/pass-through.js'
+import { routeRequest } from './proxy/route.js'
+import { handle, type Deps, type Exchange } from './proxy/handle.js'
+import { sendError } from './respond/send-error.js'
+import { logCompleted } from './log.js'
+
+/** Paths under this prefix are the mirror's own endpoints, never routed upstream. */
+export const RESERVED_PREFIX = '/_cachemir/'
+
+export interface Mirror {
+  /** Base URL clients use, e.g. `http://127.0.0.1:8080`. */
+  readonly url: string
+  readonly host: string
+  readonly port: number
+  readonly store: TieredStore
+  readonly fills: FillRegistry
+  /** Resolves when the start-up scan has indexed the disk cache. */
+  readonly scanned: Promise<ScanResult>
+  /** Stops accepting connections, lets in-flight responses finish for up to `graceMs`, then closes the rest. */
+  close(graceMs?: number): Promise<void>
+}
+
+export interface MirrorOptions {
+  /** Clock for freshness decisions (epoch ms); tests may pass their own. */
+  readonly now?: () => number
+}
+
+export async function startMirror(config: Config, log: Logger, options: MirrorOptions = {}): Promise<Mirror> {
+  const store = await TieredStore.open({
+    cacheDir: config.cacheDir,
+    maxDiskBytes: config.maxDiskBytes,
+    maxMemoryBytes: config.maxMemoryBytes,
+    log: log.child({ component: 'store' }),
+  })
+  const upstream = new UpstreamClient(DEFAULT_TIMEOUTS)
+  const fills = new FillRegistry(store, upstream, log.child({ component: 'fill' }))
+  const passThrough = new PassThrough(log.child({ component: 'pass-through' }))
+  const deps: Deps = { config, store, fills, upstream, passThrough, now: options.now ?? Date.now }
+  const startedAt = Date.now()
+  let nextId = 0
+  let inFlight = 0
+  let idle: (() => void) | undefined
+
+  const server = createServer({ headersTimeout: 30_000, requestTimeout: 0, keepAliveTimeout: 5_000 }, (req, res) => {
+    const t0 = Date.now()
+    const x: Exchange = { req, res, log: log.child({ reqId: ++nextId }), outcome: {}, upstreamMs: undefined }
+    const socket = req.socket
+    const written0 = socket.bytesWritten
+    inFlight++
+    res.once('close', () => {
+      logCompleted(x, t0, socket.bytesWritten - written0)
+      if (--inFlight === 0) idle?.()
+    })
+    dispatch(x).catch((err: unknown) => {
+      // A thrown error in one request becomes a 500 for that request and a log line, never a crash.
+      x.log.error({ err, url: req.url }, 'request failed')
+      sendError(res, 500, 'internal error')
+    })
+  })
+
+  async function dispatch(x: Exchange): Promise<void> {
+    const url = x.req.url ?? ''
+    if (url.startsWith(RESERVED_PREFIX) || url === '/_cachemir') return ownEndpoint(x.req, x.res)
+    await handle(x, deps)
+  }
+
+  function ownEndpoint(req: IncomingMessage, res: ServerResponse): void {
+    const path = (req.url ?? '').split('?')[0]
+    if (path === `${RESERVED_PREFIX}health` && (req.method === 'GET' || req.method === 'HEAD')) {
+      const body = JSON.stringify({
+        status: 'ok',
+        uptimeMs: Date.now() - startedAt,
+        store: store.stats(),
+        fills: { active: fills.size, ...fills.counters },
+        upstream: upstream.counters,
+      })
+      res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-store', 'Content-Length': Buffer.byteLength(body) })
+      res.end(req.method === 'HEAD' ? undefined : body)
+      return
+    }
+    sendError(res, 404, 'no such cachemir endpoint')
+  }
+
+  server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+    const routed = routeRequest(config.routes, req.url ?? '')
+    if ('status' in routed) {
+      socket.end(`HTTP/1.1 ${routed.status} ${routed.status === 404 ? 'Not Found' : 'Bad Request'}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`)
+      return
+    }
+    passThrough.ws(req, socket, head, routed)
+  })
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+    log.info({ err: { code: err.code, message: err.message } }, 'client error')
+    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n')
+    else socket.destroy()
+  })
+
+  await listen(server, config)
+  const address = server.address()
+  const port = typeof address === 'object' && address !== null ? address.port : config.port
+  const shown = describeListen({ host: config.host, port })
+  log.info({ listen: shown, cacheDir: config.cacheDir, routes: config.routes.map((r) => r.prefix) }, 'listening')
+
+  const scanned = store.scan().then(
+    (result) => {
+      log.info(result, 'disk index ready')
+      return result
+    },
+    (err: unknown) => {
+      log.error({ err }, 'disk scan failed; entries are still found on demand')
+      return { entries: store.disk.index.entries, removedFiles: 0, durationMs: 0 }
+    },
+  )
+
+  let closing: Promise<void> | undefined
+  async function close(graceMs = 10_000): Promise<void> {
+    closing ??= (async () => {
+      const stopped = new Promise<void>((resolve) => server.close(() => resolve()))
+      server.closeIdleConnections()
+      if (inFlight > 0) {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, graceMs)
+          idle = () => {
+            clearTimeout(timer)
+            resolve()
+          }
+        })
+      }
+      fills.abortAll()
+      server.closeAllConnections()
+      await stopped
+      passThrough.close()
+      await upstream.close()
+      await scanned
+    })()
+    return closing
+  }
+
+  return { url: `http://${shown}`, host: config.host, port, store, fills, scanned, close }
+}
+
+/** Listens, turning the usual failures into a one-line ConfigError naming --listen. */
+function listen(server: Server, config: Config): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: NodeJS.ErrnoException): void => {
+      const where = describeListen(config)
+      const why =
+        err.code === 'EADDRINUSE' ? 'address already in use'
+        : err.code === 'EACCES' ? 'permission denied'
+        : err.code === 'EADDRNOTAVAIL' ? 'address not available on this machine'
+        : (err.code ?? err.message)
+      reject(new ConfigError([`--listen: cannot listen on ${where}: ${why}`], { cause: err }))
+    }
+    server.once('error', onError)
+    server.listen(config.port, config.host, () => {
+      server.off('error', onError)
+      resolve()
+    })
+  })
+}

@@ -1,0 +1,369 @@
+// src/upstream/fill.ts
+// One fill per cache key: fetches the object once, writes it to a temp file, and lets any number
+// of readers follow it while it grows.
+//
+// Readers never slow the fill: the fill writes each upstream chunk to the temp file (its only
+// backpressure is the disk) and raises `committedBytes`. Each reader reads from the file at its
+// own position, at its own pace, holding at most one chunk; a reader that is caught up takes the
+// chunk just written straight from memory. So memory stays flat however large the object and
+// however slow or many the clients. A slow client simply falls behind and reads older bytes
+// from the file later; the fill finishes (and is stored) even if every client has gone.
+//
+// If the upstream fails mid-body the temp file is deleted and every reader is told, so each
+// client's response ends abnormally (connection closed before the announced length).
+
+import { createHash } from 'node:crypto'
+import type { FileHandle } from 'node:fs/promises'
+import { unlink } from 'node:fs/promises'
+import type { Readable } from 'node:stream'
+import type { Logger } from 'pino'
+import type { Route } from '../config.js'
+import { UpstreamBodyError, type CachemirError } from '../errors.js'
+import type { CachedEntry, EntryMeta } from '../cache/entry.js'
+import type { TempBody } from '../cache/disk-store.js'
+import type { TieredStore } from '../cache/tiered-store.js'
+import { getRaw, stripHopByHop, withoutFields } from '../http/headers.js'
+import { canStore, type StoreDecision } from '../policy/freshness.js'
+import type { CacheRule } from '../config.js'
+import { toUpstreamError, type UpstreamClient, type UpstreamResponse } from './client.js'
+
+/** What the upstream's answer turned out to be, known once its headers are in. */
+export type FillOutcome =
+  /** A storable response: read the body with `readAt`/`waitForProgress`. */
+  | { readonly kind: 'stream' }
+  /** 304 to our conditional request: the stored entry was refreshed. */
+  | { readonly kind: 'not-modified'; readonly entry: CachedEntry }
+  /** Not storable: only the initiator may `claimBody()`; other waiters fetch for themselves. */
+  | { readonly kind: 'uncacheable'; readonly response: UpstreamResponse; readonly reason: string }
+  /** No usable answer from any upstream. */
+  | { readonly kind: 'failed'; readonly error: CachemirError }
+
+export interface FillParams {
+  readonly key: string
+  readonly route: Route
+  readonly relativePath: string
+  /** End-to-end request headers to send upstream (no conditionals; the fill adds its own). */
+  readonly headers: Record<string, string>
+  /** The client's own request headers, for recording Vary values. */
+  readonly varyValues: (name: string) => string
+  readonly requestCacheControl: string | undefined
+  readonly rule: CacheRule | undefined
+  /** The stale entry being revalidated, if any. */
+  readonly previous: CachedEntry | undefined
+}
+
+/** RFC 9111 §3.2: fields a 304 must not overwrite in the stored response. */
+const NOT_UPDATED_BY_304 = new Set(['content-length', 'content-encoding', 'content-range', 'transfer-encoding'])
+
+export class Fill {
+  readonly key: string
+  readonly params: FillParams
+  readonly outcome: Promise<FillOutcome>
+  state: 'waiting' | 'streaming' | 'complete' | 'failed' = 'waiting'
+  status = 0
+  statusText = ''
+  /** The header block that is being stored (hop-by-hop removed). */
+  headers: string[] = []
+  /** Announced body length, when the upstream sent Content-Length. */
+  totalBytes: number | undefined
+  /** The whole body is in the temp file and checked (it may still be committing to the store). */
+  bodyComplete = false
+  /** Bytes written to the temp file so far; readers may read below this. */
+  committedBytes = 0
+  /** The most recent chunk and where it starts, for readers that are caught up. */
+  lastChunk: { readonly pos: number; readonly buf: Buffer } | undefined
+  error: Error | undefined
+  /** The stored entry, once the fill completed and was committed. */
+  entry: CachedEntry | undefined
+  /** Whether the response was written to cache (false for a failed commit). */
+  stored = false
+  /** Milliseconds until the upstream's headers arrived. */
+  upstreamMs = 0
+  /** For a response with Vary: the initiating request's values of the named headers. */
+  vary: Record<string, string> | undefined
+
+  readonly #store: TieredStore
+  readonly #log: Logger
+  readonly #abort = new AbortController()
+  #temp: TempBody | undefined
+  #readers = 0
+  #waiters: (() => void)[] = []
+  #claimable: Readable | undefined
+  readonly #onDone: () => void
+
+  constructor(params: FillParams, store: TieredStore, upstream: UpstreamClient, log: Logger, onDone: () => void) {
+    this.key = params.key
+    this.params = params
+    this.#store = store
+    this.#log = log
+    this.#onDone = onDone
+    this.outcome = this.#run(upstream)
+  }
+
+  /** The file to read committed bytes from (valid while the reader holds a reference). */
+  get file(): FileHandle | undefined {
+    return this.#temp?.fh
+  }
+
+  /** Registers a reader; the temp file stays open until every reader has released it. */
+  acquire(): void {
+    this.#readers++
+  }
+
+  release(): void {
+    this.#readers--
+    this.#closeIfIdle()
+  }
+
+  /** Resolves at the next change: more bytes, completion or failure. */
+  waitForProgress(): Promise<void> {
+    return new Promise((resolve) => this.#waiters.push(resolve))
+  }
+
+  /** Resolves once the fill is complete (stored or not) or failed. */
+  async whenDone(): Promise<void> {
+    while (this.state !== 'complete' && this.state !== 'failed') await this.waitForProgress()
+  }
+
+  /** Hands the uncacheable upstream body to one consumer (the client that started the fill). */
+  claimBody(): Readable | undefined {
+    const body = this.#claimable
+    this.#claimable = undefined
+    return body
+  }
+
+  /** Stops the fill (server shutdown): readers see a failure. */
+  abort(): void {
+    this.#abort.abort()
+  }
+
+  async #run(upstream: UpstreamClient): Promise<FillOutcome> {
+    const { route, relativePath, previous } = this.params
+    const headers = { ...this.params.headers }
+    if (previous !== undefined) Object.assign(headers, conditionalHeaders(previous.meta))
+    const t0 = Date.now()
+    let response: UpstreamResponse
+    try {
+      response = await upstream.request(route, { method: 'GET', relativePath, headers, signal: this.#abort.signal })
+    } catch (err) {
+      this.upstreamMs = Date.now() - t0
+      return this.#finishEarly({ kind: 'failed', error: err as CachemirError })
+    }
+    this.upstreamMs = Date.now() - t0
+    this.status = response.status
+    this.statusText = response.statusText
+    this.headers = stripHopByHop(response.headers)
+    this.vary = this.#varyRecord()
+
+    if (response.status === 304 && previous !== undefined) {
+      response.body.resume()
+      try {
+        const entry = await this.#store.refresh(previous, this.#metaAfter304(previous.meta, response))
+        return this.#finishEarly({ kind: 'not-modified', entry })
+      } catch (err) {
+        this.#log.warn({ err, key: this.key }, 'cache metadata update failed')
+        const entry: CachedEntry = { ...previous, meta: this.#metaAfter304(previous.meta, response), freshness: undefined }
+        return this.#finishEarly({ kind: 'not-modified', entry })
+      }
+    }
+
+    const decision = this.#decide(response)
+    if (!decision.storable) {
+      this.#claimable = response.body
+      // Nobody claimed it (the initiator left, or the fill was started by a tool): drop the body.
+      setImmediate(() => this.claimBody()?.destroy())
+      return this.#finishEarly({ kind: 'uncacheable', response, reason: decision.reason })
+    }
+    try {
+      this.#temp = await this.#store.createTemp(this.key)
+    } catch (err) {
+      this.#log.warn({ err, key: this.key }, 'cannot create cache file; passing through')
+      this.#claimable = response.body
+      setImmediate(() => this.claimBody()?.destroy())
+      return this.#finishEarly({ kind: 'uncacheable', response, reason: 'disk' })
+    }
+    this.state = 'streaming'
+    void this.#pump(response)
+    return { kind: 'stream' }
+  }
+
+  #decide(response: UpstreamResponse): StoreDecision {
+    const decision = canStore(
+      { status: response.status, headers: this.headers, requestAt: response.requestAt, responseAt: response.responseAt },
+      this.params.requestCacheControl,
+      this.params.rule?.mode ?? 'default',
+    )
+    if (!decision.storable) return decision
+    const length = getRaw(this.headers, 'content-length')
+    if (length !== undefined) {
+      this.totalBytes = Number(length)
+      if (!Number.isSafeInteger(this.totalBytes) || this.totalBytes < 0) return { storable: false, reason: 'bad-length' }
+      if (!this.#store.fits(this.totalBytes)) return { storable: false, reason: 'too-large' }
+    }
+    return decision
+  }
+
+  /** Copies the upstream body into the temp file, then commits it to the store. */
+  async #pump(response: UpstreamResponse): Promise<void> {
+    const temp = this.#temp as TempBody
+    const digest = createHash('sha256')
+    const keepLimit = this.#store.memory.maxBodyBytes
+    let kept: Buffer[] | undefined = []
+    try {
+      for await (const chunk of response.body as AsyncIterable<Buffer>) {
+        let off = 0
+        while (off < chunk.length) {
+          const { bytesWritten } = await temp.fh.write(chunk, off, chunk.length - off, this.committedBytes + off)
+          off += bytesWritten
+        }
+        digest.update(chunk)
+        if (kept !== undefined) kept = this.committedBytes + chunk.length <= keepLimit ? (kept.push(chunk), kept) : undefined
+        this.lastChunk = { pos: this.committedBytes, buf: chunk }
+        this.committedBytes += chunk.length
+        this.#notify()
+      }
+      if (this.totalBytes !== undefined && this.committedBytes !== this.totalBytes) {
+        throw new UpstreamBodyError(response.url.href, `got ${this.committedBytes} of ${this.totalBytes} bytes`)
+      }
+    } catch (err) {
+      response.body.destroy()
+      this.error = err instanceof UpstreamBodyError ? err : toUpstreamError('GET', response.url, err)
+      this.state = 'failed'
+      this.#log.warn({ err, key: this.key, bytes: this.committedBytes }, 'upstream body failed; nothing stored')
+      await unlink(temp.path).catch(() => {})
+      this.#finish()
+      return
+    }
+    this.lastChunk = undefined
+    // Readers can finish their responses now; committing to the store happens behind them.
+    this.bodyComplete = true
+    this.#notify()
+    try {
+      const meta: EntryMeta = {
+        v: 1,
+        key: this.key,
+        status: this.status,
+        statusText: this.statusText,
+        headers: this.headers,
+        requestAt: response.requestAt,
+        responseAt: response.responseAt,
+        storedAt: Date.now(),
+        bodyBytes: this.committedBytes,
+        bodyFile: this.#store.bodyFileFor(temp, this.committedBytes),
+        sha256: digest.digest('hex'),
+        vary: this.vary,
+      }
+      const body = kept === undefined ? undefined : Buffer.concat(kept, this.committedBytes)
+      this.entry = await this.#store.commit(temp, meta, this.params.previous?.meta, body)
+      this.stored = true
+    } catch (err) {
+      this.#log.warn({ err, key: this.key }, 'cache write failed; response served but not stored')
+      await unlink(temp.path).catch(() => {})
+    }
+    this.state = 'complete'
+    this.#finish()
+  }
+
+  #varyRecord(): Record<string, string> | undefined {
+    const vary = getRaw(this.headers, 'vary')
+    if (vary === undefined) return undefined
+    const out: Record<string, string> = {}
+    for (const name of vary.split(',')) {
+      const n = name.trim().toLowerCase()
+      if (n !== '') out[n] = this.params.varyValues(n)
+    }
+    return out
+  }
+
+  #metaAfter304(old: EntryMeta, response: UpstreamResponse): EntryMeta {
+    const update = withoutFields(stripHopByHop(response.headers), NOT_UPDATED_BY_304)
+    const names = new Set<string>()
+    for (let i = 0; i < update.length; i += 2) names.add((update[i] as string).toLowerCase())
+    const headers = [...withoutFields(old.headers, names), ...update]
+    return { ...old, headers, requestAt: response.requestAt, responseAt: response.responseAt }
+  }
+
+  #finishEarly(outcome: FillOutcome): FillOutcome {
+    this.state = outcome.kind === 'failed' ? 'failed' : 'complete'
+    if (outcome.kind === 'failed') this.error = outcome.error
+    this.#finish()
+    return outcome
+  }
+
+  #finish(): void {
+    this.#onDone()
+    this.#notify()
+    this.#closeIfIdle()
+  }
+
+  #notify(): void {
+    const waiters = this.#waiters
+    this.#waiters = []
+    for (const wake of waiters) wake()
+  }
+
+  #closeIfIdle(): void {
+    if (this.#readers > 0 || (this.state !== 'complete' && this.state !== 'failed')) return
+    const temp = this.#temp
+    this.#temp = undefined
+    if (temp !== undefined) void temp.fh.close().catch(() => {})
+  }
+}
+
+/** Conditional request headers that revalidate a stored response (RFC 9111 §4.3.1). */
+export function conditionalHeaders(meta: EntryMeta): Record<string, string> {
+  const out: Record<string, string> = {}
+  const etag = getRaw(meta.headers, 'etag')
+  const lastModified = getRaw(meta.headers, 'last-modified')
+  if (etag !== undefined) out['if-none-match'] = etag
+  if (lastModified !== undefined) out['if-modified-since'] = lastModified
+  return out
+}
+
+/** One fill per key at a time; a fill leaves the registry as soon as its result is in the store. */
+export class FillRegistry {
+  readonly #fills = new Map<string, Fill>()
+  readonly #store: TieredStore
+  readonly #upstream: UpstreamClient
+  readonly #log: Logger
+  /** Fills started, and how many requests joined one already running; read by health and metrics. */
+  readonly counters = { started: 0, joined: 0 }
+
+  constructor(store: TieredStore, upstream: UpstreamClient, log: Logger) {
+    this.#store = store
+    this.#upstream = upstream
+    this.#log = log
+  }
+
+  get(key: string): Fill | undefined {
+    return this.#fills.get(key)
+  }
+
+  /**
+   * The running fill for `params.key`, or a new one; `joined` tells which. The caller holds a
+   * reader reference on it and must `release()` it when done, so the temp file stays readable.
+   */
+  join(params: FillParams): { fill: Fill; joined: boolean } {
+    const running = this.#fills.get(params.key)
+    if (running !== undefined) {
+      this.counters.joined++
+      running.acquire()
+      return { fill: running, joined: true }
+    }
+    this.counters.started++
+    const fill: Fill = new Fill(params, this.#store, this.#upstream, this.#log, () => {
+      if (this.#fills.get(params.key) === fill) this.#fills.delete(params.key)
+    })
+    fill.acquire()
+    this.#fills.set(params.key, fill)
+    return { fill, joined: false }
+  }
+
+  get size(): number {
+    return this.#fills.size
+  }
+
+  abortAll(): void {
+    for (const fill of this.#fills.values()) fill.abort()
+  }
+}
