@@ -53,6 +53,9 @@ export async function handle(x: Exchange, deps: Deps): Promise<void> {
   const rule = matchRule(routed.route.rules, routed.relativePath)
   if (x.req.headers.authorization !== undefined || rule?.mode === 'no-store') return bypass(x, deps, routed)
 
+  // A fill that already has the whole body is only committing it: wait, then it is a plain hit.
+  const committing = deps.fills.get(routed.key)
+  if (committing?.bodyComplete === true) await committing.whenDone()
   let entry = await deps.store.lookup(routed.key)
   let fwd: 'miss' | 'vary-miss' | 'stale' | 'request' = 'miss'
   // One stored variant per URL: a request that differs in a Vary header is a miss.

@@ -1,0 +1,141 @@
+// test/helpers/proxy.ts
+// Starts a real cachemir on 127.0.0.1:0: in-process (startProxy) or as a child process (startProxyProcess).
+
+import { spawn, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
+import { join, dirname } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { Writable } from 'node:stream'
+import type { TestContext } from 'node:test'
+import { pino } from 'pino'
+import { resolveConfig, type ConfigInput } from '../../src/config.js'
+import { startMirror, type Mirror } from '../../src/server.js'
+import { makeTempDir } from './temp-dir.js'
+
+/** Root of the compiled project (dist/test/helpers -> repo root). */
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..')
+export const CLI = join(ROOT, 'dist', 'src', 'cli.js')
+
+export interface LogLine {
+  level: number
+  msg: string
+  [field: string]: unknown
+}
+
+export interface Proxy {
+  readonly mirror: Mirror
+  readonly cacheDir: string
+  readonly port: number
+  /** `http://127.0.0.1:PORT` + path. */
+  url(path: string): string
+  /** Every log line the mirror wrote, parsed. */
+  readonly logs: LogLine[]
+  close(): Promise<void>
+}
+
+export interface ProxyOptions extends Omit<ConfigInput, 'listen' | 'upstream'> {
+  /** One or more upstream base URLs; omit when `config` defines routes. */
+  readonly upstream?: string | string[]
+  /** Reuse a cache directory (restart tests); a fresh temp dir otherwise. */
+  readonly cacheDir?: string
+  readonly now?: () => number
+}
+
+/** An in-process mirror with its own temp cache dir; closed by t.after. */
+export async function startProxy(t: TestContext, options: ProxyOptions = {}): Promise<Proxy> {
+  const cacheDir = options.cacheDir ?? (await makeTempDir(t, 'cachemir-cache-'))
+  const upstream = options.upstream === undefined ? undefined : Array.isArray(options.upstream) ? options.upstream : [options.upstream]
+  const config = resolveConfig({ ...options, upstream, cacheDir, listen: '127.0.0.1:0', logLevel: options.logLevel ?? 'debug' }, {})
+  const logs: LogLine[] = []
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      for (const line of chunk.toString('utf8').split('\n')) if (line !== '') logs.push(JSON.parse(line) as LogLine)
+      cb()
+    },
+  })
+  const log = pino({ level: config.logLevel }, sink)
+  const mirror = await startMirror(config, log, options.now === undefined ? {} : { now: options.now })
+  let closed = false
+  const close = async (): Promise<void> => {
+    if (closed) return
+    closed = true
+    await mirror.close(1000)
+  }
+  t.after(close)
+  return { mirror, cacheDir, port: mirror.port, url: (path) => `http://127.0.0.1:${mirror.port}${path}`, logs, close }
+}
+
+export interface ProxyProcess {
+  readonly child: ChildProcess
+  readonly port: number
+  url(path: string): string
+  /** Everything written to stdout and stderr so far. */
+  output(): string
+  /** Resolves with the exit code (or signal name) once the process has exited. */
+  readonly exited: Promise<number | string>
+  kill(signal?: NodeJS.Signals): Promise<number | string>
+}
+
+/**
+ * Spawns `node dist/src/cli.js serve ARGS --listen 127.0.0.1:0` and waits for its `listening` log
+ * line. Killed with SIGKILL by t.after if still running.
+ */
+export async function startProxyProcess(t: TestContext, args: string[], env: Record<string, string> = {}): Promise<ProxyProcess> {
+  const child = spawn(process.execPath, [CLI, 'serve', '--listen', '127.0.0.1:0', ...args], {
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  let out = ''
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()))
+  child.stderr.on('data', (d: Buffer) => (out += d.toString()))
+  const exited = new Promise<number | string>((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal ?? -1)))
+  t.after(async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGKILL')
+      await exited
+    }
+  })
+  const port = await new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no listening line within 10 s:\n${out}`)), 10_000)
+    const check = (): void => {
+      const m = /"listen":"127\.0\.0\.1:(\d+)"/.exec(out)
+      if (m !== null) {
+        clearTimeout(timer)
+        child.stdout.off('data', check)
+        resolve(Number(m[1]))
+      }
+    }
+    child.stdout.on('data', check)
+    void exited.then((code) => {
+      clearTimeout(timer)
+      reject(new Error(`cachemir exited (${code}) before listening:\n${out}`))
+    })
+  })
+  return {
+    child,
+    port,
+    url: (path) => `http://127.0.0.1:${port}${path}`,
+    output: () => out,
+    exited,
+    kill: async (signal = 'SIGTERM') => {
+      child.kill(signal)
+      return exited
+    },
+  }
+}
+
+/** Runs the CLI to completion (for start-up errors); returns exit code and output. */
+export async function runCli(args: string[], env: Record<string, string> = {}, timeoutMs = 10_000): Promise<{ code: number | string; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, [CLI, ...args], {
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  let stdout = ''
+  let stderr = ''
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
+  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
+  const [code, signal] = (await once(child, 'exit')) as [number | null, string | null]
+  clearTimeout(timer)
+  return { code: code ?? signal ?? -1, stdout, stderr }
+}
