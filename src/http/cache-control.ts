@@ -15,12 +15,15 @@ const SECONDS = new Set(['max-age', 's-maxage', 'stale-while-revalidate', 'stale
 export function parseCacheControl(value: string | undefined): Directives {
   const out = new Map<string, string | true>()
   if (value === undefined || value === '') return out
-  const re = /\s*([^=,\s]+)\s*(?:=\s*(?:"((?:[^"\\]|\\.)*)"|([^,\s]*)))?\s*(?:,|$)/gy
-  let m: RegExpExecArray | null
-  while (re.lastIndex < value.length && (m = re.exec(value)) !== null) {
-    const name = (m[1] as string).toLowerCase()
-    const raw = m[2] !== undefined ? m[2].replace(/\\(.)/g, '$1') : m[3]
-    const next: string | true = raw === undefined || raw === '' ? (m[2] !== undefined ? '' : true) : raw
+  for (const member of splitOutsideQuotes(value)) {
+    const eq = member.indexOf('=')
+    const name = (eq < 0 ? member : member.slice(0, eq)).trim().toLowerCase()
+    if (name === '') continue
+    let next: string | true = true
+    if (eq >= 0) {
+      const raw = member.slice(eq + 1).trim()
+      next = raw.startsWith('"') && raw.endsWith('"') && raw.length >= 2 ? raw.slice(1, -1).replace(/\\(.)/g, '$1') : raw
+    }
     const prev = out.get(name)
     if (prev !== undefined && SECONDS.has(name)) {
       const a = parseSeconds(prev)
@@ -33,6 +36,24 @@ export function parseCacheControl(value: string | undefined): Directives {
     out.set(name, next)
   }
   return out
+}
+
+/** Splits on commas that are not inside a quoted string; members are trimmed, empty ones dropped. */
+function splitOutsideQuotes(value: string): string[] {
+  const out: string[] = []
+  let start = 0
+  let quoted = false
+  for (let i = 0; i < value.length; i++) {
+    const c = value[i]
+    if (c === '\\' && quoted) i++
+    else if (c === '"') quoted = !quoted
+    else if (c === ',' && !quoted) {
+      out.push(value.slice(start, i).trim())
+      start = i + 1
+    }
+  }
+  out.push(value.slice(start).trim())
+  return out.filter((m) => m !== '')
 }
 
 /** delta-seconds (RFC 9111 §1.2.2): digits only; too-large values clamp to 2^31. */
