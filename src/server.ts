@@ -45,10 +45,11 @@ export async function startMirror(config: Config, log: Logger, options: MirrorOp
     maxMemoryBytes: config.maxMemoryBytes,
     log: log.child({ component: 'store' }),
   })
-  const upstream = new UpstreamClient(DEFAULT_TIMEOUTS)
+  const now = options.now ?? Date.now
+  const upstream = new UpstreamClient(DEFAULT_TIMEOUTS, now)
   const fills = new FillRegistry(store, upstream, log.child({ component: 'fill' }))
   const passThrough = new PassThrough(log.child({ component: 'pass-through' }))
-  const deps: Deps = { config, store, fills, upstream, passThrough, now: options.now ?? Date.now }
+  const deps: Deps = { config, store, fills, upstream, passThrough, now }
   const startedAt = Date.now()
   let nextId = 0
   let inFlight = 0
@@ -72,8 +73,8 @@ export async function startMirror(config: Config, log: Logger, options: MirrorOp
   })
 
   async function dispatch(x: Exchange): Promise<void> {
-    const url = x.req.url ?? ''
-    if (url.startsWith(RESERVED_PREFIX) || url === '/_cachemir') return ownEndpoint(x.req, x.res)
+    const path = (x.req.url ?? '').split('?')[0] as string
+    if (path.startsWith(RESERVED_PREFIX) || path === '/_cachemir') return ownEndpoint(x.req, x.res)
     await handle(x, deps)
   }
 

@@ -42,11 +42,14 @@ export interface UpstreamRequest {
 export class UpstreamClient {
   readonly #pools = new Map<string, Pool>()
   readonly #timeouts: UpstreamTimeouts
+  readonly #now: () => number
   /** Requests sent upstream, by outcome; read by health and, later, metrics. */
   readonly counters = { requests: 0, failures: 0, failovers: 0 }
 
-  constructor(timeouts: UpstreamTimeouts = DEFAULT_TIMEOUTS) {
+  /** `now` stamps request and response times (epoch ms); it must be the clock the policy uses. */
+  constructor(timeouts: UpstreamTimeouts = DEFAULT_TIMEOUTS, now: () => number = Date.now) {
     this.#timeouts = timeouts
+    this.#now = now
   }
 
   #pool(url: URL): Pool {
@@ -76,7 +79,7 @@ export class UpstreamClient {
       const url = new URL(`./${req.relativePath}`, base)
       if (i > 0) this.counters.failovers++
       this.counters.requests++
-      const requestAt = Date.now()
+      const requestAt = this.#now()
       try {
         const res = await this.#pool(url).request({
           path: url.pathname + url.search,
@@ -92,7 +95,7 @@ export class UpstreamClient {
           body: res.body,
           url,
           requestAt,
-          responseAt: Date.now(),
+          responseAt: this.#now(),
         }
         lastResponse?.body.destroy()
         if (res.statusCode < 500 || i === route.upstreams.length - 1) return response

@@ -247,7 +247,7 @@ export class Fill {
         headers: this.headers,
         requestAt: response.requestAt,
         responseAt: response.responseAt,
-        storedAt: Date.now(),
+        storedAt: response.responseAt,
         bodyBytes: this.committedBytes,
         bodyFile: this.#store.bodyFileFor(temp, this.committedBytes),
         sha256: digest.digest('hex'),
