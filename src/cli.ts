@@ -9,7 +9,7 @@ import type { Logger } from 'pino'
 import { resolveConfig, ENV_VARS, type ConfigInput } from './config.js'
 import { isCachemirError } from './errors.js'
 import { createLogger } from './log.js'
-import { startMirror } from './server.js'
+import { startMirror, type Mirror } from './server.js'
 
 const EXIT_RUNTIME = 1
 const EXIT_CONFIG = 2
@@ -29,14 +29,14 @@ async function serve(args: ConfigInput): Promise<void> {
     fail(isCachemirError(err) ? err.message : String(err), EXIT_CONFIG)
   }
   const log = createLogger(config.logLevel)
-  let mirror
-  try {
-    mirror = await startMirror(config, log)
-  } catch (err) {
-    log.flush()
-    fail(err instanceof Error ? err.message : String(err), isCachemirError(err) && err.code === 'CACHEMIR_CONFIG_INVALID' ? EXIT_CONFIG : EXIT_RUNTIME)
-  }
+  // Signals are handled from the start: one that arrives while the server is still starting
+  // stops it as soon as it is up, with the same graceful path.
+  let mirror: Mirror | undefined
+  let stopping: string | undefined
   const stop = (signal: string): void => {
+    if (stopping !== undefined) return
+    stopping = signal
+    if (mirror === undefined) return
     log.info({ signal, graceMs: SHUTDOWN_GRACE_MS }, 'shutting down')
     mirror.close(SHUTDOWN_GRACE_MS).then(
       () => exitAfterFlush(log, 0),
@@ -46,8 +46,19 @@ async function serve(args: ConfigInput): Promise<void> {
       },
     )
   }
-  process.once('SIGTERM', stop)
-  process.once('SIGINT', stop)
+  process.on('SIGTERM', () => stop('SIGTERM'))
+  process.on('SIGINT', () => stop('SIGINT'))
+  try {
+    mirror = await startMirror(config, log)
+  } catch (err) {
+    log.flush()
+    fail(err instanceof Error ? err.message : String(err), isCachemirError(err) && err.code === 'CACHEMIR_CONFIG_INVALID' ? EXIT_CONFIG : EXIT_RUNTIME)
+  }
+  if (stopping !== undefined) {
+    const signal = stopping
+    stopping = undefined
+    stop(signal)
+  }
 }
 
 function exitAfterFlush(log: Logger, code: number): void {

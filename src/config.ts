@@ -253,7 +253,8 @@ function readConfigFile(source: Given, problems: string[]): FileSettings | undef
     data = JSON.parse(text.replace(/^\uFEFF/, ''))
   } catch (err) {
     const reason = err instanceof Error ? err.message : String(err)
-    problems.push(`${source.field}: ${JSON.stringify(file)} is not valid JSON: ${reason}`)
+    // V8 quotes part of the file, newlines included: keep the message on one line.
+    problems.push(`${source.field}: ${JSON.stringify(file)} is not valid JSON: ${reason.replace(/\s+/g, ' ')}`)
     return undefined
   }
   if (!isObject(data)) {

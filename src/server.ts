@@ -140,7 +140,7 @@ export async function startMirror(config: Config, log: Logger, options: MirrorOp
           }
         })
       }
-      fills.abortAll()
+      await fills.settleAll()
       server.closeAllConnections()
       await stopped
       passThrough.close()

@@ -363,7 +363,13 @@ export class FillRegistry {
     return this.#fills.size
   }
 
-  abortAll(): void {
-    for (const fill of this.#fills.values()) fill.abort()
+  /**
+   * For shutdown: fills that already have their whole body finish committing it (their clients
+   * were told `stored`); fills still receiving are aborted. Resolves when all have settled.
+   */
+  async settleAll(): Promise<void> {
+    const fills = [...this.#fills.values()]
+    for (const fill of fills) if (!fill.bodyComplete) fill.abort()
+    await Promise.all(fills.map((fill) => fill.whenDone()))
   }
 }
