@@ -54,6 +54,7 @@ export async function startMirror(config: Config, log: Logger, options: MirrorOp
   let nextId = 0
   let inFlight = 0
   let idle: (() => void) | undefined
+  const tunnels = new Set<Socket>()
 
   const server = createServer({ headersTimeout: 30_000, requestTimeout: 0, keepAliveTimeout: 5_000 }, (req, res) => {
     const t0 = Date.now()
@@ -101,6 +102,9 @@ export async function startMirror(config: Config, log: Logger, options: MirrorOp
       socket.end(`HTTP/1.1 ${routed.status} ${routed.status === 404 ? 'Not Found' : 'Bad Request'}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`)
       return
     }
+    // Upgraded connections leave the http server's bookkeeping: track them so close() ends them.
+    tunnels.add(socket)
+    socket.once('close', () => tunnels.delete(socket))
     passThrough.ws(req, socket, head, routed)
   })
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
@@ -142,6 +146,7 @@ export async function startMirror(config: Config, log: Logger, options: MirrorOp
       }
       await fills.settleAll()
       server.closeAllConnections()
+      for (const socket of tunnels) socket.destroy()
       await stopped
       passThrough.close()
       await upstream.close()
