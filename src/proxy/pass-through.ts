@@ -105,7 +105,8 @@ export async function streamResponse(
 ): Promise<void> {
   writeHead(res, response.status, response.statusText, buildHead(stripHopByHop(response.headers), { cacheStatus }))
   if (req.method === 'HEAD') {
-    response.body.resume()
+    // The body (of a GET made on a HEAD's behalf) is not wanted: drop it rather than download it.
+    response.body.destroy()
     res.end()
     return
   }
