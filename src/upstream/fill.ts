@@ -230,8 +230,9 @@ export class Fill {
       this.error = err instanceof UpstreamBodyError ? err : toUpstreamError('GET', response.url, err)
       this.state = 'failed'
       this.#log.warn({ err, key: this.key, bytes: this.committedBytes }, 'upstream body failed; nothing stored')
-      await unlink(temp.path).catch(() => {})
+      // Leave the registry before any await, so no new request joins a failed fill.
       this.#finish()
+      await unlink(temp.path).catch(() => {})
       return
     }
     this.lastChunk = undefined
@@ -345,7 +346,7 @@ export class FillRegistry {
    */
   join(params: FillParams): { fill: Fill; joined: boolean } {
     const running = this.#fills.get(params.key)
-    if (running !== undefined) {
+    if (running !== undefined && running.state !== 'failed') {
       this.counters.joined++
       running.acquire()
       return { fill: running, joined: true }
