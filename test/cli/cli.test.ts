@@ -7,7 +7,7 @@ import type { TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { mkdir, readdir, writeFile } from 'node:fs/promises'
+import { mkdir, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
@@ -16,6 +16,8 @@ import { makeBody, serveStatic, sha256, startOrigin } from '../helpers/origin.js
 import type { Origin } from '../helpers/origin.js'
 import { ROOT, runCli, startProxyProcess } from '../helpers/proxy.js'
 import { makeTempDir } from '../helpers/temp-dir.js'
+import { cacheFiles } from '../helpers/cache-files.js'
+import { within } from '../helpers/wait.js'
 
 const SERVE_OPTIONS = ['--upstream', '--listen', '--cache-dir', '--max-disk', '--max-memory', '--config', '--log-level']
 
@@ -34,21 +36,6 @@ function assertConfigError(result: RunResult, field: string): void {
   assert.ok(line.startsWith('cachemir: '), `line starts with "cachemir: "; ${context}`)
   assert.ok(line.includes(field), `line names ${JSON.stringify(field)}; ${context}`)
   assert.doesNotMatch(result.stderr, /^\s+at /m, `no stack frames; ${context}`)
-}
-
-/** Rejects after ms unless promise settles first; the timer is always cleared. */
-async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_resolve, reject) => {
-        timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms)
-      }),
-    ])
-  } finally {
-    clearTimeout(timer)
-  }
 }
 
 /** An origin nobody needs to reach: the process fails before it would contact one. */
@@ -70,20 +57,11 @@ async function serveArgs(t: TestContext, extra: string[] = []): Promise<string[]
   return [...args, ...extra]
 }
 
-async function cacheFiles(cacheDir: string): Promise<string[]> {
-  const objects = join(cacheDir, 'cachemir-v1', 'objects')
-  const out: string[] = []
-  for (const bucket of await readdir(objects).catch(() => [] as string[])) {
-    for (const name of await readdir(join(objects, bucket)).catch(() => [] as string[])) out.push(name)
-  }
-  return out
-}
-
 /** Polls every 50 ms until a .meta file is in the cache (a fill commits just after its response ends). */
 async function storedFiles(cacheDir: string, timeoutMs = 10_000): Promise<string[]> {
   const deadline = Date.now() + timeoutMs
   for (;;) {
-    const files = await cacheFiles(cacheDir)
+    const files = (await cacheFiles(cacheDir)).map((f) => f.name)
     if (files.some((name) => name.endsWith('.meta')) || Date.now() > deadline) return files
     await new Promise((resolve) => setTimeout(resolve, 50))
   }

@@ -5,8 +5,7 @@
 
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { readdir, stat, truncate } from 'node:fs/promises'
-import { join } from 'node:path'
+import { stat, truncate } from 'node:fs/promises'
 import { get, getFirstBytes } from '../helpers/client.js'
 import type { FirstBytes } from '../helpers/client.js'
 import { makeBody, serveStatic, sha256, startOrigin } from '../helpers/origin.js'
@@ -14,30 +13,11 @@ import type { StaticFile } from '../helpers/origin.js'
 import { startProxyProcess } from '../helpers/proxy.js'
 import type { ProxyProcess } from '../helpers/proxy.js'
 import { makeTempDir } from '../helpers/temp-dir.js'
+import { cacheFiles, tempFilesIn } from '../helpers/cache-files.js'
+import type { CacheFile } from '../helpers/cache-files.js'
 
 const MiB = 1024 * 1024
 const FRESH_FOR_AN_HOUR = { 'cache-control': 'max-age=3600' }
-
-interface CacheFile {
-  readonly name: string
-  readonly path: string
-}
-
-/** Every file under <cacheDir>/cachemir-v1/objects/<bucket>/. */
-async function cacheFiles(cacheDir: string): Promise<CacheFile[]> {
-  const objects = join(cacheDir, 'cachemir-v1', 'objects')
-  const out: CacheFile[] = []
-  for (const bucket of await readdir(objects).catch(() => [] as string[])) {
-    for (const name of await readdir(join(objects, bucket)).catch(() => [] as string[])) {
-      out.push({ name, path: join(objects, bucket, name) })
-    }
-  }
-  return out
-}
-
-async function tempFiles(cacheDir: string): Promise<CacheFile[]> {
-  return (await cacheFiles(cacheDir)).filter((f) => f.name.startsWith('.tmp-'))
-}
 
 async function exists(path: string): Promise<boolean> {
   return stat(path).then(
@@ -189,7 +169,7 @@ test('after kill -9 mid-fill, the restarted mirror serves complete bodies fresh 
   const started = await Promise.all([...paths, ...paths].map((path) => getFirstBytes(a.url(path), 64 * 1024)))
   clients.push(...started)
   for (const client of started) assert.equal(client.status, 200)
-  const leftovers = await tempFiles(cacheDir)
+  const leftovers = await tempFilesIn(cacheDir)
   const killedBy = await a.kill('SIGKILL')
   const cutShort = await Promise.all(started.map((client) => client.rest()))
 
@@ -226,7 +206,7 @@ test('after kill -9 mid-fill, the restarted mirror serves complete bodies fresh 
   await indexReady(b)
   for (const file of leftovers) assert.equal(await exists(file.path), false, `${file.name} removed by the start-up scan`)
   // The restarted process's own temp files are renamed once their fills commit.
-  await waitUntil('no temp files', async () => ((await tempFiles(cacheDir)).length === 0 ? true : undefined))
+  await waitUntil('no temp files', async () => ((await tempFilesIn(cacheDir)).length === 0 ? true : undefined))
 })
 
 const CORRUPT_CASES: readonly { name: string; size: number; args: string[] }[] = [

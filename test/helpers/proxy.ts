@@ -3,6 +3,8 @@
 
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
 import { join, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Writable } from 'node:stream'
@@ -10,7 +12,6 @@ import type { TestContext } from 'node:test'
 import { pino } from 'pino'
 import { resolveConfig, type ConfigInput } from '../../src/config.js'
 import { startMirror, type Mirror } from '../../src/server.js'
-import { makeTempDir } from './temp-dir.js'
 
 /** Root of the compiled project (dist/test/helpers -> repo root). */
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..')
@@ -41,27 +42,47 @@ export interface ProxyOptions extends Omit<ConfigInput, 'listen' | 'upstream'> {
   readonly now?: () => number
 }
 
-/** An in-process mirror with its own temp cache dir; closed by t.after. */
+/**
+ * An in-process mirror. One t.after hook closes it and only then removes the temp cache dir it
+ * made (never a caller's `cacheDir`), so the dir is not pulled away from a running fill and a
+ * failed removal cannot leave the mirror running.
+ */
 export async function startProxy(t: TestContext, options: ProxyOptions = {}): Promise<Proxy> {
-  const cacheDir = options.cacheDir ?? (await makeTempDir(t, 'cachemir-cache-'))
+  const ownDir = options.cacheDir === undefined
+  const cacheDir = options.cacheDir ?? (await mkdtemp(join(tmpdir(), 'cachemir-cache-')))
+  const removeOwnDir = async (): Promise<void> => {
+    if (ownDir) await rm(cacheDir, { recursive: true, force: true, maxRetries: 5 })
+  }
   const upstream = options.upstream === undefined ? undefined : Array.isArray(options.upstream) ? options.upstream : [options.upstream]
-  const config = resolveConfig({ ...options, upstream, cacheDir, listen: '127.0.0.1:0', logLevel: options.logLevel ?? 'debug' }, {})
   const logs: LogLine[] = []
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      for (const line of chunk.toString('utf8').split('\n')) if (line !== '') logs.push(JSON.parse(line) as LogLine)
-      cb()
-    },
-  })
-  const log = pino({ level: config.logLevel }, sink)
-  const mirror = await startMirror(config, log, options.now === undefined ? {} : { now: options.now })
+  let mirror: Mirror
+  try {
+    const config = resolveConfig({ ...options, upstream, cacheDir, listen: '127.0.0.1:0', logLevel: options.logLevel ?? 'debug' }, {})
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        for (const line of chunk.toString('utf8').split('\n')) if (line !== '') logs.push(JSON.parse(line) as LogLine)
+        cb()
+      },
+    })
+    const log = pino({ level: config.logLevel }, sink)
+    mirror = await startMirror(config, log, options.now === undefined ? {} : { now: options.now })
+  } catch (err) {
+    await removeOwnDir()
+    throw err
+  }
   let closed = false
   const close = async (): Promise<void> => {
     if (closed) return
     closed = true
     await mirror.close(1000)
   }
-  t.after(close)
+  t.after(async () => {
+    try {
+      await close()
+    } finally {
+      await removeOwnDir()
+    }
+  })
   return { mirror, cacheDir, port: mirror.port, url: (path) => `http://127.0.0.1:${mirror.port}${path}`, logs, close }
 }
 

@@ -8,20 +8,17 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
-import { mkdtemp, readdir, rm } from 'node:fs/promises'
 import { request as httpRequest } from 'node:http'
 import type { ClientRequest, IncomingHttpHeaders } from 'node:http'
-import { tmpdir } from 'node:os'
-import { basename, join } from 'node:path'
-import { setTimeout as sleep } from 'node:timers/promises'
 import type { TestContext } from 'node:test'
 import v8 from 'node:v8'
 import vm from 'node:vm'
 import { makeBody, sendBody, sha256, startOrigin } from '../helpers/origin.js'
 import { startProxy } from '../helpers/proxy.js'
-import type { Proxy, ProxyOptions } from '../helpers/proxy.js'
 import { get, getFirstBytes, slowGet } from '../helpers/client.js'
 import type { Fetched } from '../helpers/client.js'
+import { tempFilesIn } from '../helpers/cache-files.js'
+import { gate, until, within } from '../helpers/wait.js'
 
 // The memory test collects garbage before each RSS sample; `node --test` does not pass --expose-gc.
 v8.setFlagsFromString('--expose-gc')
@@ -32,52 +29,6 @@ const MiB = 1024 * 1024
 /** Upper bound for any single wait on the mirror; only reached when the mirror misbehaves. */
 const WAIT_MS = 15_000
 const CACHEABLE = { 'content-type': 'application/octet-stream', 'cache-control': 'max-age=300' }
-
-interface Gate {
-  readonly promise: Promise<void>
-  open(): void
-}
-
-/** A promise the test resolves; opened again by t.after so no origin handler is left waiting. */
-function gate(t: TestContext): Gate {
-  let open!: () => void
-  const promise = new Promise<void>((resolve) => (open = resolve))
-  t.after(() => open())
-  return { promise, open: () => open() }
-}
-
-/** Rejects when `promise` has not settled within `ms`; the timer is always cleared. */
-async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`not within ${ms} ms: ${what}`)), ms)
-  })
-  try {
-    return await Promise.race([promise, timeout])
-  } finally {
-    clearTimeout(timer)
-  }
-}
-
-/** Polls `cond` every 10 ms, failing after `ms`. */
-async function until(cond: () => boolean, what: string, ms = WAIT_MS): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`not within ${ms} ms: ${what}`)
-    await sleep(10)
-  }
-}
-
-/** Every file under dir, as full paths. */
-async function filesUnder(dir: string): Promise<string[]> {
-  return (await readdir(dir, { recursive: true, withFileTypes: true }))
-    .filter((d) => d.isFile())
-    .map((d) => join(d.parentPath, d.name))
-}
-
-async function tempFilesIn(proxy: Proxy): Promise<string[]> {
-  return (await filesUnder(proxy.cacheDir)).filter((p) => basename(p).startsWith('.tmp-'))
-}
 
 function tracked<T>(promise: Promise<T>): { promise: Promise<T>; settled: () => boolean } {
   let settled = false
@@ -147,24 +98,6 @@ function streamingGet(t: TestContext, url: string, holdUntil?: Promise<void>): S
   return { firstBytes, done }
 }
 
-/**
- * startProxy with a cache dir that is removed only after the mirror has closed. (startProxy's own
- * temp dir is removed by an after hook that runs before the mirror's close; when a test fails
- * while a fill is still writing, that removal fails with ENOTEMPTY and the mirror is never closed.)
- */
-async function startMirror(t: TestContext, options: Omit<ProxyOptions, 'cacheDir'>): Promise<Proxy> {
-  const cacheDir = await mkdtemp(join(tmpdir(), 'cachemir-cache-'))
-  const remove = (): Promise<void> => rm(cacheDir, { recursive: true, force: true, maxRetries: 5 })
-  try {
-    const proxy = await startProxy(t, { ...options, cacheDir })
-    t.after(remove)
-    return proxy
-  } catch (err) {
-    await remove()
-    throw err
-  }
-}
-
 test('twenty concurrent misses for one object make exactly one origin request', async (t) => {
   const body = makeBody(2 * MiB, 21)
   const clients = 20
@@ -174,7 +107,7 @@ test('twenty concurrent misses for one object make exactly one origin request', 
     // Throttled so the fill takes about a second.
     await sendBody(req, res, body, { headers: CACHEABLE, bytesPerSecond: 2 * MiB })
   })
-  const proxy = await startMirror(t, { upstream: origin.url })
+  const proxy = await startProxy(t, { upstream: origin.url })
 
   const responses = Array.from({ length: clients }, () => get(proxy.url('/pkg.deb')))
   // Every request has reached the mirror and joined the one fill before the origin answers.
@@ -182,6 +115,7 @@ test('twenty concurrent misses for one object make exactly one origin request', 
   await until(
     () => proxy.mirror.fills.counters.joined === clients - 1 || origin.count('/pkg.deb') > 1,
     `${clients - 1} requests to join the fill`,
+    WAIT_MS,
   )
   release.open()
   const all = await within(Promise.all(responses), WAIT_MS, 'all coalesced responses')
@@ -214,7 +148,7 @@ test('late joiners that arrive mid-fill get the whole body', async (t) => {
     await release.promise
     if (!res.destroyed) res.end(body.subarray(half))
   })
-  const proxy = await startMirror(t, { upstream: origin.url })
+  const proxy = await startProxy(t, { upstream: origin.url })
 
   // The first client has half the body: the fill is well under way when the others arrive.
   const first = await within(getFirstBytes(proxy.url('/late.bin'), half), WAIT_MS, 'first client to receive half the body')
@@ -224,6 +158,7 @@ test('late joiners that arrive mid-fill get the whole body', async (t) => {
   await until(
     () => proxy.mirror.fills.counters.joined === late.length || origin.count('/late.bin') > 1,
     'late requests to join the running fill',
+    WAIT_MS,
   )
   release.open()
 
@@ -249,17 +184,17 @@ test('slow and stalled clients do not slow a fast client on the same fill, and t
     await release.promise
     if (!res.destroyed) res.end(body.subarray(64 * KiB))
   })
-  const proxy = await startMirror(t, { upstream: origin.url })
+  const proxy = await startProxy(t, { upstream: origin.url })
   const order: string[] = []
 
   // A slow reader: 16 MiB at 4 MiB/s takes it about four seconds whatever the mirror does.
   const slow = tracked(slowGet(proxy.url('/iso'), 4 * MiB).then((r) => (order.push('slow'), r)))
-  await until(() => origin.count('/iso') === 1, 'the slow client to start the fill')
+  await until(() => origin.count('/iso') === 1, 'the slow client to start the fill', WAIT_MS)
   // A stalled reader: takes its first bytes, then reads nothing until the test says so. If the
   // fill or the other clients were paced by the slowest reader, the fast client could not finish.
   const stalledFirst = getFirstBytes(proxy.url('/iso'), 1)
   const fast = get(proxy.url('/iso')).then((r) => (order.push('fast'), r))
-  await until(() => proxy.mirror.fills.counters.joined === 2 || origin.count('/iso') > 1, 'the other clients to join the fill')
+  await until(() => proxy.mirror.fills.counters.joined === 2 || origin.count('/iso') > 1, 'the other clients to join the fill', WAIT_MS)
   release.open()
   const stalled = await within(stalledFirst, WAIT_MS, 'first bytes of the stalled client')
 
@@ -270,7 +205,7 @@ test('slow and stalled clients do not slow a fast client on the same fill, and t
   assert.equal(sha256(fastResult.body), sha256(body))
 
   // The fill is done and stored although the slow and the stalled clients are still reading it.
-  await until(() => proxy.mirror.fills.size === 0, 'the fill to be committed while a client is stalled')
+  await until(() => proxy.mirror.fills.size === 0, 'the fill to be committed while a client is stalled', WAIT_MS)
   const third = await get(proxy.url('/iso'))
   assert.equal(slow.settled(), false, 'the slow client is still reading when the third request is a hit')
   assert.match(third.headers['cache-status'] ?? '', /^cachemir; hit/)
@@ -299,7 +234,7 @@ test('memory stays flat while ten clients, some stalled, follow one 64 MiB fill'
     await release.promise
     await sendBody(req, res, body, { headers: CACHEABLE })
   })
-  const proxy = await startMirror(t, { upstream: origin.url })
+  const proxy = await startProxy(t, { upstream: origin.url })
 
   // Warm-up: the same code paths once, so lazily allocated pools are not counted as growth.
   const warm = [streamingGet(t, proxy.url('/warm')), streamingGet(t, proxy.url('/warm'))]
@@ -321,13 +256,13 @@ test('memory stays flat while ten clients, some stalled, follow one 64 MiB fill'
   const stalledRelease = gate(t)
   const fast = Array.from({ length: 7 }, () => streamingGet(t, proxy.url('/huge.img')))
   const stalled = Array.from({ length: 3 }, () => streamingGet(t, proxy.url('/huge.img'), stalledRelease.promise))
-  await until(() => proxy.mirror.fills.counters.joined === joinedBefore + 9 || origin.count('/huge.img') > 1, 'ten clients on one fill')
+  await until(() => proxy.mirror.fills.counters.joined === joinedBefore + 9 || origin.count('/huge.img') > 1, 'ten clients on one fill', WAIT_MS)
   release.open()
 
   const fastResults = await within(Promise.all(fast.map((c) => c.done)), 30_000, 'fast clients')
   // Stalled clients have read at most a little: the fill must have finished without them.
   await within(Promise.all(stalled.map((c) => c.firstBytes)), WAIT_MS, 'stalled clients to receive their first bytes')
-  await until(() => proxy.mirror.fills.size === 0, 'the fill to complete while three clients are stalled')
+  await until(() => proxy.mirror.fills.size === 0, 'the fill to complete while three clients are stalled', WAIT_MS)
   assert.match((await get(proxy.url('/huge.img'), { method: 'HEAD' })).headers['cache-status'] ?? '', /^cachemir; hit/)
   stalledRelease.open()
   const stalledResults = await within(Promise.all(stalled.map((c) => c.done)), 30_000, 'stalled clients')
@@ -356,7 +291,7 @@ test('a client that disconnects mid-fill does not stop the fill', async (t) => {
     await release.promise
     if (!res.destroyed) res.end(body.subarray(64 * KiB))
   })
-  const proxy = await startMirror(t, { upstream: origin.url })
+  const proxy = await startProxy(t, { upstream: origin.url })
 
   const first = await within(getFirstBytes(proxy.url('/gone.bin'), 1), WAIT_MS, 'first bytes')
   assert.equal(first.status, 200)
@@ -365,10 +300,11 @@ test('a client that disconnects mid-fill does not stop the fill', async (t) => {
   await until(
     () => proxy.logs.some((l) => l.msg === 'request completed' && l['url'] === '/gone.bin' && l['aborted'] === true),
     'the mirror to notice the client abort',
+    WAIT_MS,
   )
   assert.equal(proxy.mirror.fills.size, 1, 'the fill is still running after its only client left')
   release.open()
-  await until(() => proxy.mirror.fills.size === 0, 'the fill to finish without clients')
+  await until(() => proxy.mirror.fills.size === 0, 'the fill to finish without clients', WAIT_MS)
 
   const later = await get(proxy.url('/gone.bin'))
   assert.equal(later.status, 200)
@@ -376,7 +312,7 @@ test('a client that disconnects mid-fill does not stop the fill', async (t) => {
   assert.equal(later.complete, true)
   assert.equal(sha256(later.body), sha256(body))
   assert.equal(origin.count('/gone.bin'), 1)
-  assert.deepEqual(await tempFilesIn(proxy), [])
+  assert.deepEqual(await tempFilesIn(proxy.cacheDir), [])
 })
 
 test('concurrent requests for different keys each get their own fill', async (t) => {
@@ -387,11 +323,11 @@ test('concurrent requests for different keys each get their own fill', async (t)
     await release.promise
     await sendBody(req, res, bodies.get(req.url ?? '') ?? Buffer.from('unknown'), { headers: CACHEABLE })
   })
-  const proxy = await startMirror(t, { upstream: origin.url })
+  const proxy = await startProxy(t, { upstream: origin.url })
 
   const responses = paths.map((p) => get(proxy.url(p)))
   // All four requests reach the origin while none has been answered: four separate fills.
-  await until(() => origin.count() === paths.length, 'one origin request per key')
+  await until(() => origin.count() === paths.length, 'one origin request per key', WAIT_MS)
   assert.equal(proxy.mirror.fills.size, paths.length)
   release.open()
   const results = await within(Promise.all(responses), WAIT_MS, 'all keys')

@@ -10,19 +10,18 @@
 
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises'
+import { writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import type { AddressInfo } from 'node:net'
-import { tmpdir } from 'node:os'
-import { basename, join } from 'node:path'
-import { setTimeout as sleep } from 'node:timers/promises'
-import type { TestContext } from 'node:test'
+import { join } from 'node:path'
 import { makeBody, sendBody, sha256, startOrigin } from '../helpers/origin.js'
 import { startProxy } from '../helpers/proxy.js'
-import type { Proxy, ProxyOptions } from '../helpers/proxy.js'
+import type { Proxy } from '../helpers/proxy.js'
 import { get, getFirstBytes } from '../helpers/client.js'
 import type { Fetched } from '../helpers/client.js'
 import { makeTempDir } from '../helpers/temp-dir.js'
+import { cacheFiles } from '../helpers/cache-files.js'
+import { gate, until, within } from '../helpers/wait.js'
 
 const KiB = 1024
 const MiB = 1024 * 1024
@@ -31,50 +30,10 @@ const WAIT_MS = 10_000
 const CACHEABLE = { 'content-type': 'application/octet-stream', 'cache-control': 'max-age=300' }
 const GOOD_BODY = makeBody(300 * KiB, 99)
 
-interface Gate {
-  readonly promise: Promise<void>
-  open(): void
-}
-
-/** A promise the test resolves; opened again by t.after so no origin handler is left waiting. */
-function gate(t: TestContext): Gate {
-  let open!: () => void
-  const promise = new Promise<void>((resolve) => (open = resolve))
-  t.after(() => open())
-  return { promise, open: () => open() }
-}
-
-/** Rejects when `promise` has not settled within `ms`; the timer is always cleared. */
-async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`not within ${ms} ms: ${what}`)), ms)
-  })
-  try {
-    return await Promise.race([promise, timeout])
-  } finally {
-    clearTimeout(timer)
-  }
-}
-
-/** Polls `cond` every 10 ms, failing after `ms`. */
-async function until(cond: () => boolean, what: string, ms = WAIT_MS): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`not within ${ms} ms: ${what}`)
-    await sleep(10)
-  }
-}
-
-/** Every file under the cache dir, by base name. */
-async function cacheFiles(proxy: Proxy): Promise<string[]> {
-  return (await readdir(proxy.cacheDir, { recursive: true, withFileTypes: true })).filter((d) => d.isFile()).map((d) => basename(d.name))
-}
-
 /** After a failed fill: the fill is gone, and no temp file, body or meta was left on disk. */
 async function assertNothingStored(proxy: Proxy): Promise<void> {
   await until(() => proxy.mirror.fills.size === 0, 'the failed fill to finish')
-  const files = await cacheFiles(proxy)
+  const files = (await cacheFiles(proxy.cacheDir)).map((f) => f.name)
   assert.deepEqual(
     files.filter((f) => f.startsWith('.tmp-')),
     [],
@@ -119,24 +78,6 @@ async function closedPort(): Promise<number> {
   return port
 }
 
-/**
- * startProxy with a cache dir that is removed only after the mirror has closed. (startProxy's own
- * temp dir is removed by an after hook that runs before the mirror's close; when a test fails
- * while a fill is still writing, that removal fails with ENOTEMPTY and the mirror is never closed.)
- */
-async function startMirror(t: TestContext, options: Omit<ProxyOptions, 'cacheDir'>): Promise<Proxy> {
-  const cacheDir = await mkdtemp(join(tmpdir(), 'cachemir-cache-'))
-  const remove = (): Promise<void> => rm(cacheDir, { recursive: true, force: true, maxRetries: 5 })
-  try {
-    const proxy = await startProxy(t, { ...options, cacheDir })
-    t.after(remove)
-    return proxy
-  } catch (err) {
-    await remove()
-    throw err
-  }
-}
-
 test('an upstream that aborts mid-body cuts every client of the fill short and stores nothing', async (t) => {
   const body = makeBody(1 * MiB, 41)
   const clients = 3
@@ -148,7 +89,7 @@ test('an upstream that aborts mid-body cuts every client of the fill short and s
     await release.promise
     await sendBody(req, res, body, { headers: CACHEABLE, abortAfterBytes: 256 * KiB })
   })
-  const proxy = await startMirror(t, { upstream: origin.url })
+  const proxy = await startProxy(t, { upstream: origin.url })
 
   const pending = Array.from({ length: clients }, () => get(proxy.url('/abort.bin')))
   await until(() => proxy.mirror.fills.counters.joined === clients - 1 || origin.count('/abort.bin') > 1, 'all clients on one fill')
@@ -186,7 +127,7 @@ test('a client far behind when the upstream aborts is still cut short, not ended
     if (req.url === '/good.bin') return sendBody(req, res, GOOD_BODY, { headers: CACHEABLE })
     return sendBody(req, res, body, { headers: CACHEABLE, abortAfterBytes: breakAt })
   })
-  const proxy = await startMirror(t, { upstream: origin.url })
+  const proxy = await startProxy(t, { upstream: origin.url })
 
   const stalled = await within(getFirstBytes(proxy.url('/behind.bin'), 1), WAIT_MS, 'first bytes')
   assert.equal(stalled.status, 200)
@@ -211,7 +152,7 @@ test('a chunked upstream body that breaks off fails its clients and stores nothi
     await release.promise
     await sendBody(req, res, body, { headers: CACHEABLE, contentLength: false, abortAfterBytes: 300 * KiB })
   })
-  const proxy = await startMirror(t, { upstream: origin.url })
+  const proxy = await startProxy(t, { upstream: origin.url })
 
   const pending = [get(proxy.url('/chunked.bin')), get(proxy.url('/chunked.bin'))]
   await until(() => proxy.mirror.fills.counters.joined === 1 || origin.count('/chunked.bin') > 1, 'both clients on one fill')
@@ -245,7 +186,7 @@ test('a Content-Length longer than the body the origin sends leaves the client i
     res.writeHead(200, { ...CACHEABLE, 'content-length': body.length })
     res.write(body.subarray(0, 512 * KiB), () => res.socket?.end())
   })
-  const proxy = await startMirror(t, { upstream: origin.url })
+  const proxy = await startProxy(t, { upstream: origin.url })
 
   const short = await within(get(proxy.url('/short.bin')), WAIT_MS, 'client of the short body')
   assert.equal(short.headers['content-length'], String(body.length))
@@ -269,7 +210,7 @@ test('an upstream that refuses connections gives a 502 with a short text body', 
   const config = join(dir, 'cachemir.json')
   const deadPort = await closedPort()
   await writeFile(config, JSON.stringify({ routes: [{ prefix: '/dead/', upstreams: [`http://127.0.0.1:${deadPort}/`] }] }))
-  const proxy = await startMirror(t, { upstream: origin.url, config })
+  const proxy = await startProxy(t, { upstream: origin.url, config })
 
   for (let i = 0; i < 2; i++) {
     const r = await within(get(proxy.url('/dead/file.bin')), WAIT_MS, 'answer for an unreachable upstream')
@@ -292,7 +233,7 @@ test('an origin 500 is passed to the client and not stored', async (t) => {
     if (req.url === '/good.bin') return sendBody(req, res, GOOD_BODY, { headers: CACHEABLE })
     return sendBody(req, res, Buffer.from('origin exploded'), { status: 500, headers: { 'content-type': 'text/plain' } })
   })
-  const proxy = await startMirror(t, { upstream: origin.url })
+  const proxy = await startProxy(t, { upstream: origin.url })
 
   for (let i = 1; i <= 2; i++) {
     const r = await get(proxy.url('/broken'))

@@ -5,48 +5,18 @@
 
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtemp, readdir, rm, stat } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { basename, join } from 'node:path'
-import type { TestContext } from 'node:test'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { makeBody, sendBody, serveStatic, sha256, startOrigin } from '../helpers/origin.js'
 import type { StaticFile } from '../helpers/origin.js'
 import { startProxy } from '../helpers/proxy.js'
-import type { Proxy, ProxyOptions } from '../helpers/proxy.js'
 import { get } from '../helpers/client.js'
 import type { Fetched } from '../helpers/client.js'
+import { cacheFiles } from '../helpers/cache-files.js'
+import type { CacheFile } from '../helpers/cache-files.js'
+import { until } from '../helpers/wait.js'
 
 const KiB = 1024
 const MiB = 1024 * 1024
-const WAIT_MS = 10_000
 const CACHEABLE = { 'content-type': 'application/octet-stream', 'cache-control': 'max-age=300' }
-
-/** Polls `cond` every 10 ms, failing after `ms`. */
-async function until(cond: () => boolean | Promise<boolean>, what: string, ms = WAIT_MS): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`not within ${ms} ms: ${what}`)
-    await sleep(10)
-  }
-}
-
-interface CacheFile {
-  readonly name: string
-  readonly size: number
-}
-
-/** Every file under the cache dir, with its size. */
-async function cacheFiles(proxy: Proxy): Promise<CacheFile[]> {
-  const entries = await readdir(proxy.cacheDir, { recursive: true, withFileTypes: true })
-  const files: CacheFile[] = []
-  for (const d of entries) {
-    if (!d.isFile()) continue
-    const size = (await stat(join(d.parentPath, d.name)).catch(() => undefined))?.size
-    if (size !== undefined) files.push({ name: basename(d.name), size })
-  }
-  return files
-}
 
 const bodyFiles = (files: CacheFile[]): CacheFile[] => files.filter((f) => f.name.endsWith('.body') && !f.name.startsWith('.tmp-'))
 const tempFiles = (files: CacheFile[]): CacheFile[] => files.filter((f) => f.name.startsWith('.tmp-'))
@@ -65,24 +35,6 @@ function assertMiss(r: Fetched, body: Buffer, what: string): void {
   assert.equal(sha256(r.body), sha256(body), what)
 }
 
-/**
- * startProxy with a cache dir that is removed only after the mirror has closed. (startProxy's own
- * temp dir is removed by an after hook that runs before the mirror's close; when a test fails
- * while a fill is still writing, that removal fails with ENOTEMPTY and the mirror is never closed.)
- */
-async function startMirror(t: TestContext, options: Omit<ProxyOptions, 'cacheDir'>): Promise<Proxy> {
-  const cacheDir = await mkdtemp(join(tmpdir(), 'cachemir-cache-'))
-  const remove = (): Promise<void> => rm(cacheDir, { recursive: true, force: true, maxRetries: 5 })
-  try {
-    const proxy = await startProxy(t, { ...options, cacheDir })
-    t.after(remove)
-    return proxy
-  } catch (err) {
-    await remove()
-    throw err
-  }
-}
-
 test('the disk tier stays within maxDisk by evicting the least recently used objects', async (t) => {
   const maxDisk = 1 * MiB
   const size = 200 * KiB
@@ -91,7 +43,7 @@ test('the disk tier stays within maxDisk by evicting the least recently used obj
   const files: Record<string, StaticFile> = {}
   for (const [n, body] of bodies) files[n] = { body, headers: CACHEABLE }
   const origin = await startOrigin(t, serveStatic(files))
-  const proxy = await startMirror(t, { upstream: origin.url, maxDisk: '1MiB' })
+  const proxy = await startProxy(t, { upstream: origin.url, maxDisk: '1MiB' })
   const body = (n: string): Buffer => bodies.get(n) ?? Buffer.alloc(0)
   const [first, ...rest] = names as [string, ...string[]]
 
@@ -113,8 +65,8 @@ test('the disk tier stays within maxDisk by evicting the least recently used obj
   assert.ok(kept >= Math.floor(maxDisk / (size + 8 * KiB)), `only ${kept} entries kept in a budget for more`)
   assert.equal(stats.evictions, names.length - kept)
   // Evicted entries' files are removed (asynchronously): what is on disk matches the index.
-  await until(async () => bodyFiles(await cacheFiles(proxy)).length === kept, `${kept} body files on disk`)
-  const onDisk = await cacheFiles(proxy)
+  await until(async () => bodyFiles(await cacheFiles(proxy.cacheDir)).length === kept, `${kept} body files on disk`)
+  const onDisk = await cacheFiles(proxy.cacheDir)
   assert.equal(onDisk.filter((f) => f.name.endsWith('.meta')).length, kept)
   assert.ok(bodyFiles(onDisk).every((f) => f.size === size))
   assert.ok(bodyFiles(onDisk).reduce((n, f) => n + f.size, 0) <= maxDisk)
@@ -140,7 +92,7 @@ test('the disk tier stays within maxDisk by evicting the least recently used obj
 test('an object larger than the disk budget is served intact but not stored', async (t) => {
   const body = makeBody(2 * MiB, 61)
   const origin = await startOrigin(t, serveStatic({ '/huge.bin': { body, headers: CACHEABLE } }))
-  const proxy = await startMirror(t, { upstream: origin.url, maxDisk: '1MiB' })
+  const proxy = await startProxy(t, { upstream: origin.url, maxDisk: '1MiB' })
 
   for (let i = 1; i <= 2; i++) {
     const r = await get(proxy.url('/huge.bin'))
@@ -153,7 +105,7 @@ test('an object larger than the disk budget is served intact but not stored', as
     assert.equal(origin.count('/huge.bin'), i, 'every request goes to the origin')
   }
   await until(() => proxy.mirror.fills.size === 0, 'no fill running')
-  const files = await cacheFiles(proxy)
+  const files = await cacheFiles(proxy.cacheDir)
   assert.deepEqual(bodyFiles(files), [])
   assert.deepEqual(tempFiles(files), [])
   assert.equal(proxy.mirror.store.stats().diskBytes, 0)
@@ -162,7 +114,7 @@ test('an object larger than the disk budget is served intact but not stored', as
 test('a chunked object that turns out larger than the disk budget is served intact but not stored', async (t) => {
   const body = makeBody(2 * MiB, 62)
   const origin = await startOrigin(t, (req, res) => sendBody(req, res, body, { headers: CACHEABLE, contentLength: false }))
-  const proxy = await startMirror(t, { upstream: origin.url, maxDisk: '1MiB' })
+  const proxy = await startProxy(t, { upstream: origin.url, maxDisk: '1MiB' })
 
   for (let i = 1; i <= 2; i++) {
     const r = await get(proxy.url('/stream.bin'))
@@ -173,7 +125,7 @@ test('a chunked object that turns out larger than the disk budget is served inta
     assert.equal(origin.count('/stream.bin'), i, 'every request goes to the origin')
   }
   await until(() => proxy.mirror.fills.size === 0, 'no fill running')
-  const files = await cacheFiles(proxy)
+  const files = await cacheFiles(proxy.cacheDir)
   assert.deepEqual(bodyFiles(files), [])
   assert.deepEqual(tempFiles(files), [])
   assert.equal(proxy.mirror.store.stats().diskBytes, 0)
@@ -189,7 +141,7 @@ test('a small memory tier stays within maxMemory while hits are served from disk
   const files: Record<string, StaticFile> = {}
   for (const o of objects) files[o.path] = { body: o.body, headers: CACHEABLE }
   const origin = await startOrigin(t, serveStatic(files))
-  const proxy = await startMirror(t, { upstream: origin.url, maxMemory: '64KiB' })
+  const proxy = await startProxy(t, { upstream: origin.url, maxMemory: '64KiB' })
 
   for (const o of objects) {
     assertMiss(await get(proxy.url(o.path)), o.body, `first request for ${o.path}`)

@@ -7,56 +7,16 @@
 
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtemp, rm } from 'node:fs/promises'
 import type { OutgoingHttpHeaders, ServerResponse } from 'node:http'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import type { TestContext } from 'node:test'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { makeBody, serveStatic, sha256, startOrigin } from '../helpers/origin.js'
 import { startProxy } from '../helpers/proxy.js'
-import type { Proxy, ProxyOptions } from '../helpers/proxy.js'
 import { get, getFirstBytes } from '../helpers/client.js'
+import { gate, until, within } from '../helpers/wait.js'
 
 const KiB = 1024
 const MiB = 1024 * 1024
 /** Upper bound for any single wait on the mirror; only reached when streaming is broken. */
 const WAIT_MS = 10_000
-
-interface Gate {
-  readonly promise: Promise<void>
-  open(): void
-}
-
-/** A promise the test resolves; opened again by t.after so no origin handler is left waiting. */
-function gate(t: TestContext): Gate {
-  let open!: () => void
-  const promise = new Promise<void>((resolve) => (open = resolve))
-  t.after(() => open())
-  return { promise, open: () => open() }
-}
-
-/** Rejects when `promise` has not settled within `ms`; the timer is always cleared. */
-async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`not within ${ms} ms: ${what}`)), ms)
-  })
-  try {
-    return await Promise.race([promise, timeout])
-  } finally {
-    clearTimeout(timer)
-  }
-}
-
-/** Polls `cond` every 10 ms, failing after `ms`. */
-async function until(cond: () => boolean, what: string, ms = WAIT_MS): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`not within ${ms} ms: ${what}`)
-    await sleep(10)
-  }
-}
 
 /**
  * Writes the headers and the first `at` bytes, waits for `release`, then writes the rest.
@@ -70,24 +30,6 @@ async function holdBack(res: ServerResponse, headers: OutgoingHttpHeaders, body:
   res.end(body.subarray(at))
 }
 
-/**
- * startProxy with a cache dir that is removed only after the mirror has closed. (startProxy's own
- * temp dir is removed by an after hook that runs before the mirror's close; when a test fails
- * while a fill is still writing, that removal fails with ENOTEMPTY and the mirror is never closed.)
- */
-async function startMirror(t: TestContext, options: Omit<ProxyOptions, 'cacheDir'>): Promise<Proxy> {
-  const cacheDir = await mkdtemp(join(tmpdir(), 'cachemir-cache-'))
-  const remove = (): Promise<void> => rm(cacheDir, { recursive: true, force: true, maxRetries: 5 })
-  try {
-    const proxy = await startProxy(t, { ...options, cacheDir })
-    t.after(remove)
-    return proxy
-  } catch (err) {
-    await remove()
-    throw err
-  }
-}
-
 test('a miss streams the first bytes to the client while the origin still holds back the rest', async (t) => {
   const body = makeBody(1 * MiB, 11)
   const release = gate(t)
@@ -96,7 +38,7 @@ test('a miss streams the first bytes to the client while the origin still holds 
     await holdBack(res, { 'content-type': 'application/octet-stream', 'content-length': body.length, 'cache-control': 'max-age=300' }, body, 64 * KiB, release.promise)
     originFinished = true
   })
-  const proxy = await startMirror(t, { upstream: origin.url })
+  const proxy = await startProxy(t, { upstream: origin.url })
 
   // Resolves only if the mirror forwards bytes before the origin has sent the whole body.
   const first = await within(getFirstBytes(proxy.url('/stream.bin'), 1), WAIT_MS, 'first bytes while the origin holds back the rest')
@@ -127,7 +69,7 @@ test('a chunked upstream body (no Content-Length) is streamed and stored', async
   const origin = await startOrigin(t, (_req, res) =>
     holdBack(res, { 'content-type': 'application/octet-stream', 'cache-control': 'max-age=300' }, body, 100 * KiB, release.promise),
   )
-  const proxy = await startMirror(t, { upstream: origin.url })
+  const proxy = await startProxy(t, { upstream: origin.url })
 
   const first = await within(getFirstBytes(proxy.url('/chunked.bin'), 1), WAIT_MS, 'first bytes of a chunked body while the origin holds back the rest')
   assert.equal(first.status, 200)
@@ -155,7 +97,7 @@ test('a 32 MiB object arrives intact through a miss and then a hit', async (t) =
     t,
     serveStatic({ '/big.iso': { body, headers: { 'content-type': 'application/octet-stream', 'cache-control': 'max-age=300' } } }),
   )
-  const proxy = await startMirror(t, { upstream: origin.url })
+  const proxy = await startProxy(t, { upstream: origin.url })
 
   const miss = await get(proxy.url('/big.iso'))
   assert.equal(miss.status, 200)
@@ -180,7 +122,7 @@ test('a HEAD during a fill gets the headers at once without another origin reque
   const origin = await startOrigin(t, (_req, res) =>
     holdBack(res, { 'content-type': 'application/x-test', 'content-length': body.length, etag: '"v1"', 'cache-control': 'max-age=300' }, body, 64 * KiB, release.promise),
   )
-  const proxy = await startMirror(t, { upstream: origin.url })
+  const proxy = await startProxy(t, { upstream: origin.url })
 
   const getter = await within(getFirstBytes(proxy.url('/head.bin'), 1), WAIT_MS, 'first bytes of the GET that starts the fill')
   // The fill is still held by the origin: the HEAD must be answered from it, not wait for it.
