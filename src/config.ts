@@ -25,6 +25,8 @@ export interface CacheRule {
   readonly mode: CacheMode
   /** Freshness lifetime for responses that carry no explicit one (no max-age/Expires); replaces the heuristic. */
   readonly ttlMs: number | undefined
+  /** Store responses carrying Set-Cookie when they are explicitly fresh (default false: never). */
+  readonly storeSetCookie?: boolean
 }
 
 export interface Route {
@@ -122,7 +124,7 @@ const FLAGS = {
 
 const TOP_KEYS = ['$schema', 'listen', 'cacheDir', 'maxDisk', 'maxMemory', 'logLevel', 'upstreams', 'routes']
 const ROUTE_KEYS = ['prefix', 'upstreams', 'rules']
-const RULE_KEYS = ['match', 'cache', 'ttl']
+const RULE_KEYS = ['match', 'cache', 'ttl', 'storeSetCookie']
 const RULE_EXAMPLE = String.raw`{"match": "\\.deb$", "cache": "immutable"}`
 
 /** The settings that take a single string (everything but the repeatable --upstream). */
@@ -330,7 +332,7 @@ function checkRule(given: Given, problems: string[]): CacheRule | undefined {
     return undefined
   }
   checkKeys(value, RULE_KEYS, (key) => `${field}.${key}`, problems)
-  const { match, cache = 'default', ttl } = value
+  const { match, cache = 'default', ttl, storeSetCookie = false } = value
   let pattern: RegExp | undefined
   if (typeof match !== 'string') {
     problems.push(`${field}.match: expected a regular expression like "\\\\.deb$", got ${show(match)}`)
@@ -355,8 +357,9 @@ function checkRule(given: Given, problems: string[]): CacheRule | undefined {
       ttlMs = undefined
     }
   }
+  if (typeof storeSetCookie !== 'boolean') problems.push(`${field}.storeSetCookie: expected true or false, got ${show(storeSetCookie)}`)
   if (pattern === undefined || mode === undefined || (ttl !== undefined && ttlMs === undefined)) return undefined
-  return Object.freeze({ pattern, mode, ttlMs })
+  return Object.freeze({ pattern, mode, ttlMs, storeSetCookie: storeSetCookie === true })
 }
 
 function checkPrefix({ field, value }: Given, problems: string[]): string | undefined {

@@ -4,6 +4,7 @@
 // Layout (version 1), under <cacheDir>/cachemir-v1/objects/<first two hex of hash>/:
 //   <hash>.meta                      magic line with a checksum, then the EntryMeta JSON
 //   <hash>.<id>.<bytes>.body         the body; a new id for every stored version
+//   <hash>.vary                      for a URL whose responses vary: the header names (JSON)
 //   .tmp-…                           bodies being filled and metas being written
 // A body is renamed into place before its meta points at it, so a crash leaves either the old
 // entry, the new one, or an orphan body that the start-up scan removes. Leftover temp files
@@ -27,6 +28,15 @@ export interface TempBody {
   readonly id: string
   readonly path: string
   readonly fh: FileHandle
+}
+
+/**
+ * What a URL's responses vary on. `generation` is part of every variant's key and is raised when
+ * the URL is invalidated, so variants stored before that can never be found again.
+ */
+export interface VaryMarker {
+  readonly names: readonly string[] | null
+  readonly generation: number
 }
 
 export interface ScanResult {
@@ -178,6 +188,34 @@ export class DiskStore {
     for (const file of old) await unlink(this.bodyPath(temp.hash, file)).catch(() => {})
   }
 
+  /** The Vary record of the URL hashed to `hash`, or undefined when there is none. */
+  async readVary(hash: string): Promise<VaryMarker | undefined> {
+    const text = await readFile(join(this.#dir(hash), `${hash}.vary`), 'utf8').catch(() => undefined)
+    if (text === undefined) return undefined
+    try {
+      const { names, generation } = JSON.parse(text) as { names?: unknown; generation?: unknown }
+      if (!Number.isSafeInteger(generation)) return undefined
+      if (names !== null && !(Array.isArray(names) && names.every((n) => typeof n === 'string'))) return undefined
+      return { names: names as string[] | null, generation: generation as number }
+    } catch {
+      return undefined
+    }
+  }
+
+  /** Writes a URL's Vary record atomically. */
+  async writeVary(hash: string, key: string, marker: VaryMarker): Promise<void> {
+    const path = join(this.#dir(hash), `${hash}.vary`)
+    await mkdir(this.#dir(hash), { recursive: true })
+    const tmp = join(this.#dir(hash), `${TEMP_PREFIX}${hash}.${randomBytes(4).toString('hex')}.vary`)
+    try {
+      await writeFile(tmp, JSON.stringify({ key, ...marker }))
+      await rename(tmp, path)
+    } catch (err) {
+      await unlink(tmp).catch(() => {})
+      throw err
+    }
+  }
+
   /** Atomically replaces the meta record (after a 304, or at commit). */
   async writeMeta(hash: string, meta: EntryMeta): Promise<void> {
     const tmp = join(this.#dir(hash), `${TEMP_PREFIX}${hash}.${randomBytes(4).toString('hex')}.meta`)
@@ -228,6 +266,7 @@ export class DiskStore {
       const leftovers: string[] = []
       for (const name of await readdir(dir).catch(() => [] as string[])) {
         if (name.startsWith(TEMP_PREFIX)) leftovers.push(name)
+        else if (name.endsWith('.vary')) continue
         else if (name.endsWith('.meta')) metas.add(name.slice(0, -5))
         else if (name.endsWith('.body')) {
           const hash = name.slice(0, name.indexOf('.'))

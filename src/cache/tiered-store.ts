@@ -3,10 +3,13 @@
 // store, refresh, purge and list entries.
 
 import type { FileHandle } from 'node:fs/promises'
+import { LRUCache } from 'lru-cache'
 import type { Logger } from 'pino'
-import { DiskStore, type ScanResult, type TempBody } from './disk-store.js'
+import { DiskStore, type ScanResult, type TempBody, type VaryMarker } from './disk-store.js'
 import { hashKey, type CachedEntry, type EntryMeta } from './entry.js'
 import { MemoryStore } from './memory-store.js'
+
+const NO_VARY: VaryMarker = { names: null, generation: 0 }
 
 export interface StoreOptions {
   readonly cacheDir: string
@@ -29,6 +32,8 @@ export class TieredStore {
   readonly disk: DiskStore
   readonly memory: MemoryStore
   readonly #log: Logger
+  /** URL key hash -> the Vary names its responses use (false: none). */
+  readonly #vary = new LRUCache<string, VaryMarker>({ max: 100_000 })
   #evictions = 0
   #corruptDropped = 0
 
@@ -117,8 +122,42 @@ export class TieredStore {
     return next
   }
 
-  /** Removes `key` from both tiers; true if something was there. */
+  /** The Vary record for `urlKey`: which headers its responses vary on, and the current generation. */
+  async varyFor(urlKey: string): Promise<VaryMarker> {
+    const hash = hashKey(urlKey)
+    const known = this.#vary.get(hash)
+    if (known !== undefined) return known
+    const marker = (await this.disk.readVary(hash)) ?? NO_VARY
+    this.#vary.set(hash, marker)
+    return marker
+  }
+
+  /**
+   * Records that responses for `urlKey` vary on `names` (or on nothing). A URL that starts to vary
+   * loses its plain entry, which would otherwise answer every variant.
+   */
+  async setVaryNames(urlKey: string, names: readonly string[] | undefined): Promise<void> {
+    const current = await this.varyFor(urlKey)
+    if (JSON.stringify(current.names ?? undefined) === JSON.stringify(names)) return
+    const next: VaryMarker = { names: names ?? null, generation: current.generation }
+    this.#vary.set(hashKey(urlKey), next)
+    if (names !== undefined) await this.#purgeOne(urlKey)
+    await this.disk.writeVary(hashKey(urlKey), urlKey, next)
+  }
+
+  /** Removes `key` and every variant of it (by moving the URL to a new Vary generation). */
   async purge(key: string): Promise<boolean> {
+    const current = await this.varyFor(key)
+    const hadVariants = current.names !== null
+    if (hadVariants) {
+      const next: VaryMarker = { names: null, generation: current.generation + 1 }
+      this.#vary.set(hashKey(key), next)
+      await this.disk.writeVary(hashKey(key), key, next)
+    }
+    return (await this.#purgeOne(key)) || hadVariants
+  }
+
+  async #purgeOne(key: string): Promise<boolean> {
     const hash = hashKey(key)
     const hot = this.memory.get(hash)
     this.memory.delete(hash)

@@ -41,15 +41,3 @@ export function fillHeaders(headers: IncomingHttpHeaders): Record<string, string
 export function privateHeaders(headers: IncomingHttpHeaders): Record<string, string> {
   return copy(headers, HOP_BY_HOP)
 }
-
-/** A request header's value as Vary compares it: whitespace-normalized, '' when absent. */
-export function varyValue(headers: IncomingHttpHeaders, name: string): string {
-  return (headerValue(headers[name]) ?? '').trim().replace(/\s+/g, ' ')
-}
-
-/** True when the request carries the same values as those recorded for a stored variant. */
-export function varyMatches(recorded: Readonly<Record<string, string>> | undefined, headers: IncomingHttpHeaders): boolean {
-  if (recorded === undefined) return true
-  for (const [name, value] of Object.entries(recorded)) if (varyValue(headers, name) !== value) return false
-  return true
-}

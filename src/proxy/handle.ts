@@ -1,23 +1,25 @@
 // src/proxy/handle.ts
 // The orchestrator, readable as a flowchart:
-// route -> (other method: pass through) -> lookup -> fresh: send | stale or miss: fill -> send.
+// route -> (other method: pass through) -> lookup -> usable: send | stale or miss: fill -> send.
 
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Logger } from 'pino'
 import type { Config, CacheRule } from '../config.js'
 import type { CachedEntry } from '../cache/entry.js'
 import type { TieredStore } from '../cache/tiered-store.js'
-import { computeFreshness, currentAgeMs, isFresh, matchRule, ttlSeconds, type Freshness } from '../policy/freshness.js'
-import { parseCacheControl } from '../http/cache-control.js'
+import { variantKey, varyMatches, varyRecord } from '../cache/vary.js'
+import { canServeStaleOnError, computeFreshness, currentAgeMs, matchRule, ttlSeconds, type Freshness } from '../policy/freshness.js'
+import { decideUse, parseRequestDirectives } from '../policy/request-directives.js'
 import { headerValue } from '../http/headers.js'
 import { formatCacheStatus, type CacheOutcome } from '../respond/cache-status.js'
 import { sendCached } from '../respond/send-cached.js'
 import { sendFill } from '../respond/send-fill.js'
 import { sendError, sendFailure } from '../respond/send-error.js'
-import type { FillRegistry, Fill } from '../upstream/fill.js'
+import type { FillRegistry, Fill, FillParams } from '../upstream/fill.js'
 import type { UpstreamClient } from '../upstream/client.js'
-import { fillHeaders, varyMatches, varyValue } from './forward-headers.js'
+import { fillHeaders } from './forward-headers.js'
 import { fetchPrivately, streamResponse, type PassThrough } from './pass-through.js'
+import { invalidatedKeys } from './invalidation.js'
 import { routeRequest, type Routed } from './route.js'
 
 export interface Deps {
@@ -38,7 +40,10 @@ export interface Exchange {
   upstreamMs: number | undefined
 }
 
+type Fwd = 'miss' | 'vary-miss' | 'stale' | 'request' | 'bypass'
+
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE'])
+let privateFills = 0
 
 export async function handle(x: Exchange, deps: Deps): Promise<void> {
   const routed = routeRequest(deps.config.routes, x.req.url ?? '')
@@ -49,32 +54,57 @@ export async function handle(x: Exchange, deps: Deps): Promise<void> {
   const method = x.req.method ?? 'GET'
   if (method !== 'GET' && method !== 'HEAD') return passOn(x, deps, routed, method)
 
-  // Credentials, or a route rule that forbids storing: this client's own upstream request.
+  // A route rule that forbids storing: this client's own upstream request.
   const rule = matchRule(routed.route.rules, routed.relativePath)
-  if (x.req.headers.authorization !== undefined || rule?.mode === 'no-store') return bypass(x, deps, routed)
+  if (rule?.mode === 'no-store') return fetchOwn(x, deps, routed, 'bypass')
 
+  const rd = parseRequestDirectives(headerValue(x.req.headers['cache-control']), headerValue(x.req.headers.pragma))
   // A fill that already has the whole body is only committing it: wait, then it is a plain hit.
   const committing = deps.fills.get(routed.key)
   if (committing?.bodyComplete === true) await committing.whenDone()
-  let entry = await deps.store.lookup(routed.key)
-  let fwd: 'miss' | 'vary-miss' | 'stale' | 'request' = 'miss'
-  // One stored variant per URL: a request that differs in a Vary header is a miss.
-  if (entry !== undefined && !varyMatches(entry.meta.vary, x.req.headers)) {
-    entry = undefined
-    fwd = 'vary-miss'
+
+  // Credentials: never answered from the shared cache; the response is stored only when it
+  // says it may be shared (RFC 9111 §3.5), for later requests without credentials.
+  if (x.req.headers.authorization !== undefined) {
+    return fillAndSend(x, deps, routed, rule, undefined, 'bypass', (await lookup(x, deps, routed)).storeKey)
   }
+  const { entry: found, storeKey } = await lookup(x, deps, routed)
+  let entry = found
+  let fwd: Fwd = 'miss'
   if (entry !== undefined) {
     const freshness = freshnessOf(entry, rule)
     const now = deps.now()
-    // Fresh, and the client does not insist on revalidation: a hit.
-    if (!clientWantsRevalidation(x.req) && isFresh(freshness, entry.meta.responseAt, now)) {
-      x.outcome = { hit: true, ttl: ttlSeconds(freshness, entry.meta.responseAt, now) }
+    const use = decideUse(freshness, entry.meta.responseAt, now, rd)
+    const ttl = ttlSeconds(freshness, entry.meta.responseAt, now)
+    // Fresh enough for this client, or a stale copy the client (max-stale) or the origin
+    // (stale-while-revalidate, refreshed in the background) accepts: send it.
+    if (use !== 'revalidate') {
+      x.outcome = { hit: true, ttl, ...(use === 'stale-ok' ? { detail: 'max-stale' } : use === 'stale-while-revalidate' ? { detail: 'stale-while-revalidate' } : {}) }
+      if (use === 'stale-while-revalidate') revalidateInBackground(x, deps, routed, rule, entry, storeKey)
       if ((await sendStored(x, deps, entry, freshness)) === 'sent') return
       entry = undefined // the body file was gone or corrupt: fetch it again
-    } else fwd = clientWantsRevalidation(x.req) ? 'request' : 'stale'
+    } else fwd = rd.noCache || rd.maxAgeMs !== undefined || rd.minFreshMs !== undefined ? 'request' : 'stale'
   }
+  // only-if-cached: never contact the upstream (RFC 9111 §5.2.1.7).
+  if (rd.onlyIfCached) return sendError(x.res, 504, 'not cached (only-if-cached)', { fwd: 'miss', detail: 'only-if-cached' })
   // Stale or missing: join (or start) the one fill for this key.
-  return fillAndSend(x, deps, routed, rule, entry, fwd)
+  return fillAndSend(x, deps, routed, rule, entry, fwd, storeKey)
+}
+
+/**
+ * Finds the stored response for this request: the URL's plain entry, or the variant selected by
+ * the request's values of the headers the URL's responses vary on. `storeKey` is the key a fill
+ * for this request coalesces on.
+ */
+async function lookup(x: Exchange, deps: Deps, routed: Routed): Promise<{ entry: CachedEntry | undefined; storeKey: string }> {
+  const plain = await deps.store.lookup(routed.key)
+  if (plain !== undefined && varyMatches(plain.meta.vary, x.req.headers)) return { entry: plain, storeKey: routed.key }
+  const { names, generation } = await deps.store.varyFor(routed.key)
+  if (names === null) return { entry: undefined, storeKey: routed.key }
+  const key = variantKey(routed.key, generation, varyRecord(names, x.req.headers))
+  const variant = await deps.store.lookup(key)
+  if (variant !== undefined && varyMatches(variant.meta.vary, x.req.headers)) return { entry: variant, storeKey: key }
+  return { entry: undefined, storeKey: key }
 }
 
 async function fillAndSend(
@@ -83,23 +113,16 @@ async function fillAndSend(
   routed: Routed,
   rule: CacheRule | undefined,
   previous: CachedEntry | undefined,
-  fwd: 'miss' | 'vary-miss' | 'stale' | 'request',
+  fwd: Fwd,
+  storeKey: string,
 ): Promise<void> {
   const { req, res } = x
-  const { fill, joined } = deps.fills.join({
-    key: routed.key,
-    route: routed.route,
-    relativePath: routed.relativePath,
-    headers: fillHeaders(req.headers),
-    varyValues: (name) => varyValue(req.headers, name),
-    requestCacheControl: headerValue(req.headers['cache-control']),
-    rule,
-    previous,
-  })
+  const { fill, joined } = deps.fills.join(fillParams(req, routed, rule, previous, storeKey))
   try {
     const outcome = await fill.outcome
     x.upstreamMs = fill.upstreamMs
     const revalidating = previous !== undefined
+    const now = deps.now()
     switch (outcome.kind) {
       case 'stream': {
         // Joined a fill whose response varies on a header this request sends differently.
@@ -117,6 +140,12 @@ async function fillAndSend(
         return await fetchOwn(x, deps, routed, fwd)
       }
       case 'uncacheable': {
+        // The upstream answered 5xx: a stale copy may stand in (stale-if-error, RFC 5861).
+        const status = outcome.response.status
+        if (previous !== undefined && status >= 500 && canServeStaleOnError(freshnessOf(previous, rule), previous.meta.responseAt, now, false)) {
+          x.outcome = { fwd: 'stale', fwdStatus: status, detail: 'stale-if-error' }
+          if ((await sendStored(x, deps, previous, freshnessOf(previous, rule))) === 'sent') return
+        }
         // Not storable: the client that started the fill gets its body; joiners fetch their own.
         const body = joined ? undefined : fill.claimBody()
         if (body === undefined) return await fetchOwn(x, deps, routed, fwd)
@@ -124,8 +153,8 @@ async function fillAndSend(
         return await streamResponse(req, res, { ...outcome.response, body }, formatCacheStatus(x.outcome))
       }
       case 'failed': {
-        // Upstream down: a stale copy beats an error, unless the response forbade it.
-        if (previous !== undefined && !freshnessOf(previous, rule).mustRevalidate) {
+        // Upstream unreachable: a stale copy beats an error, unless the response forbade it.
+        if (previous !== undefined && canServeStaleOnError(freshnessOf(previous, rule), previous.meta.responseAt, now, true)) {
           x.outcome = { fwd: 'stale', detail: 'stale-if-error' }
           if ((await sendStored(x, deps, previous, freshnessOf(previous, rule))) === 'sent') return
         }
@@ -136,6 +165,34 @@ async function fillAndSend(
   } finally {
     fill.release()
   }
+}
+
+function fillParams(req: IncomingMessage, routed: Routed, rule: CacheRule | undefined, previous: CachedEntry | undefined, storeKey: string): FillParams {
+  const authorized = req.headers.authorization !== undefined
+  const headers = fillHeaders(req.headers)
+  // Credentials go upstream only on this client's own fill, which nobody else joins.
+  if (authorized) headers.authorization = headerValue(req.headers.authorization) as string
+  return {
+    key: routed.key,
+    registryKey: authorized ? `${storeKey}\u0000private${++privateFills}` : storeKey,
+    authorized,
+    route: routed.route,
+    relativePath: routed.relativePath,
+    headers,
+    requestHeaders: req.headers,
+    requestCacheControl: headerValue(req.headers['cache-control']),
+    rule,
+    previous,
+  }
+}
+
+/** stale-while-revalidate: the client got the stale copy; refresh it without anyone waiting. */
+function revalidateInBackground(x: Exchange, deps: Deps, routed: Routed, rule: CacheRule | undefined, entry: CachedEntry, storeKey: string): void {
+  const params = { ...fillParams(x.req, routed, rule, entry, storeKey), requestCacheControl: undefined }
+  // Background refreshes carry no credentials: the result is shared.
+  if (params.authorized) return
+  const { fill } = deps.fills.join(params)
+  fill.release()
 }
 
 /** Waits until the fill is in the store and serves the stored entry (ranges, 416 and so on). */
@@ -152,11 +209,7 @@ function sendStored(x: Exchange, deps: Deps, entry: CachedEntry, freshness: Fres
   return sendCached(x.req, x.res, entry, deps.store, { cacheStatus: formatCacheStatus(x.outcome), ageSeconds })
 }
 
-/** A GET this client must not share (credentials, no-store rule): its own request, nothing stored. */
-async function bypass(x: Exchange, deps: Deps, routed: Routed): Promise<void> {
-  await fetchOwn(x, deps, routed, 'bypass')
-}
-
+/** This client's own upstream request; nothing is stored. */
 async function fetchOwn(x: Exchange, deps: Deps, routed: Routed, fwd: NonNullable<CacheOutcome['fwd']>): Promise<void> {
   x.outcome = { fwd }
   const t0 = Date.now()
@@ -171,19 +224,14 @@ async function fetchOwn(x: Exchange, deps: Deps, routed: Routed, fwd: NonNullabl
 
 async function passOn(x: Exchange, deps: Deps, routed: Routed, method: string): Promise<void> {
   x.outcome = { fwd: 'method' }
-  const status = await deps.passThrough.web(x.req, x.res, routed)
-  // RFC 9111 §4.4: a non-error response to an unsafe method invalidates the target URI.
-  if (!SAFE_METHODS.has(method) && status >= 200 && status < 400) await deps.store.purge(routed.key)
+  const { status, headers } = await deps.passThrough.web(x.req, x.res, routed)
+  // RFC 9111 §4.4: a non-error response to an unsafe method invalidates the target URI and
+  // the same-origin Location and Content-Location.
+  if (SAFE_METHODS.has(method) || status < 200 || status >= 400) return
+  for (const key of invalidatedKeys(deps.config.routes, routed, headers)) await deps.store.purge(key)
 }
 
 function freshnessOf(entry: CachedEntry, rule: CacheRule | undefined): Freshness {
   entry.freshness ??= computeFreshness(entry.meta, rule)
   return entry.freshness
-}
-
-/** Request `Cache-Control: no-cache` (or `Pragma: no-cache` without Cache-Control) forces revalidation. */
-function clientWantsRevalidation(req: IncomingMessage): boolean {
-  const cc = headerValue(req.headers['cache-control'])
-  if (cc !== undefined) return parseCacheControl(cc).has('no-cache')
-  return /(^|,)\s*no-cache\s*(,|$)/i.test(headerValue(req.headers.pragma) ?? '')
 }

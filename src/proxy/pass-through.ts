@@ -3,7 +3,7 @@
 // upstream through httpxy; GETs that must not be shared are streamed through undici for one
 // client only. Nothing here is stored.
 
-import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { createProxyServer, type ProxyServer } from 'httpxy'
@@ -26,11 +26,17 @@ export class PassThrough {
   }
 
   /**
-   * Proxies a request with a body or an unsafe method. Resolves with the upstream status once the
-   * response is complete (0 when the upstream could not be reached; the client got a 502).
+   * Proxies a request with a body or an unsafe method. Resolves once the response is complete
+   * with the upstream's status and headers (status 0 when the upstream could not be reached;
+   * the client got a 502).
    */
-  async web(req: IncomingMessage, res: ServerResponse, routed: Routed): Promise<number> {
+  async web(req: IncomingMessage, res: ServerResponse, routed: Routed): Promise<{ status: number; headers: IncomingHttpHeaders; target: URL }> {
     const target = upstreamUrl(routed)
+    let headers: IncomingHttpHeaders = {}
+    const onProxyRes = (proxyRes: IncomingMessage, r: IncomingMessage): void => {
+      if (r === req) headers = proxyRes.headers
+    }
+    this.#proxy.on('proxyRes', onProxyRes)
     res.setHeader('Cache-Status', 'cachemir; fwd=method')
     try {
       await this.#proxy.web(req, res, { target })
@@ -40,10 +46,12 @@ export class PassThrough {
         res.writeHead(502, { 'content-type': 'text/plain; charset=utf-8', 'cache-status': 'cachemir; fwd=method' })
         res.end(`upstream unreachable: ${target.origin}\n`)
       } else res.destroy()
-      return 0
+      return { status: 0, headers, target }
+    } finally {
+      this.#proxy.off('proxyRes', onProxyRes)
     }
     await finished(res)
-    return res.statusCode
+    return { status: res.statusCode, headers, target }
   }
 
   /** Proxies an upgrade (e.g. WebSocket) to the route's first upstream. */
@@ -61,7 +69,7 @@ export class PassThrough {
 }
 
 /** The first upstream's URL for this request (pass-through does not fail over: bodies are not replayable). */
-function upstreamUrl(routed: Routed): URL {
+export function upstreamUrl(routed: Routed): URL {
   const base = routed.route.upstreams[0] as URL
   return new URL(`./${routed.relativePath}`, base)
 }

@@ -23,6 +23,8 @@ export function buildHead(stored: RawHeaders, o: HeadOptions): string[] {
     const name = stored[i] as string
     const lower = name.toLowerCase()
     if (o.ageSeconds !== undefined && lower === 'age') continue
+    // Our own targeted field is for this cache only (RFC 9213): never passed on.
+    if (lower === 'cachemir-cache-control') continue
     if (o.drop?.has(lower) === true) continue
     if (o.keep !== undefined && !o.keep.has(lower)) continue
     out.push(name, stored[i + 1] as string)

@@ -23,7 +23,9 @@ import type { CachedEntry, EntryMeta } from '../cache/entry.js'
 import type { TempBody } from '../cache/disk-store.js'
 import type { TieredStore } from '../cache/tiered-store.js'
 import { getRaw, stripHopByHop, withoutFields } from '../http/headers.js'
-import { canStore, type StoreDecision } from '../policy/freshness.js'
+import { canStore, fieldsNotStored, type StoreDecision } from '../policy/freshness.js'
+import { varyNames, varyRecord, variantKey } from '../cache/vary.js'
+import type { IncomingHttpHeaders } from 'node:http'
 import type { CacheRule } from '../config.js'
 import { toUpstreamError, type UpstreamClient, type UpstreamResponse } from './client.js'
 
@@ -39,13 +41,21 @@ export type FillOutcome =
   | { readonly kind: 'failed'; readonly error: CachemirError }
 
 export interface FillParams {
+  /** The URL's cache key (path and query). */
   readonly key: string
+  /**
+   * Which fill this is for coalescing: the variant's key when the URL's Vary names are known, the
+   * URL's key otherwise, or a unique key for a request that must not be shared (credentials).
+   */
+  readonly registryKey: string
+  /** The request carried Authorization: stored only when the response allows it (RFC 9111 §3.5). */
+  readonly authorized: boolean
   readonly route: Route
   readonly relativePath: string
   /** End-to-end request headers to send upstream (no conditionals; the fill adds its own). */
   readonly headers: Record<string, string>
-  /** The client's own request headers, for recording Vary values. */
-  readonly varyValues: (name: string) => string
+  /** The initiating client's request headers, for recording Vary values. */
+  readonly requestHeaders: IncomingHttpHeaders
   readonly requestCacheControl: string | undefined
   readonly rule: CacheRule | undefined
   /** The stale entry being revalidated, if any. */
@@ -81,6 +91,8 @@ export class Fill {
   upstreamMs = 0
   /** For a response with Vary: the initiating request's values of the named headers. */
   vary: Record<string, string> | undefined
+  /** The key the response is stored under: the URL's, or its variant's when the response varies. */
+  storeKey: string
 
   readonly #store: TieredStore
   readonly #log: Logger
@@ -93,6 +105,7 @@ export class Fill {
 
   constructor(params: FillParams, store: TieredStore, upstream: UpstreamClient, log: Logger, onDone: () => void) {
     this.key = params.key
+    this.storeKey = params.key
     this.params = params
     this.#store = store
     this.#log = log
@@ -152,8 +165,15 @@ export class Fill {
     this.upstreamMs = Date.now() - t0
     this.status = response.status
     this.statusText = response.statusText
-    this.headers = stripHopByHop(response.headers)
-    this.vary = this.#varyRecord()
+    // Fields the response keeps from shared caches (private="x", no-cache="x") never reach joiners or disk.
+    const hidden = fieldsNotStored(response.headers)
+    this.headers = hidden.size === 0 ? stripHopByHop(response.headers) : withoutFields(stripHopByHop(response.headers), hidden)
+    const names = varyNames(getRaw(this.headers, 'vary'))
+    if (names !== undefined) {
+      this.vary = varyRecord(names, this.params.requestHeaders)
+      const { generation } = await this.#store.varyFor(this.key)
+      this.storeKey = variantKey(this.key, generation, this.vary)
+    }
 
     if (response.status === 304 && previous !== undefined) {
       response.body.resume()
@@ -175,7 +195,7 @@ export class Fill {
       return this.#finishEarly({ kind: 'uncacheable', response, reason: decision.reason })
     }
     try {
-      this.#temp = await this.#store.createTemp(this.key)
+      this.#temp = await this.#store.createTemp(this.storeKey)
     } catch (err) {
       this.#log.warn({ err, key: this.key }, 'cannot create cache file; passing through')
       this.#claimable = response.body
@@ -190,8 +210,8 @@ export class Fill {
   #decide(response: UpstreamResponse): StoreDecision {
     const decision = canStore(
       { status: response.status, headers: this.headers, requestAt: response.requestAt, responseAt: response.responseAt },
-      this.params.requestCacheControl,
-      this.params.rule?.mode ?? 'default',
+      { cacheControl: this.params.requestCacheControl, authorized: this.params.authorized },
+      this.params.rule,
     )
     if (!decision.storable) return decision
     const length = getRaw(this.headers, 'content-length')
@@ -242,7 +262,7 @@ export class Fill {
     try {
       const meta: EntryMeta = {
         v: 1,
-        key: this.key,
+        key: this.storeKey,
         status: this.status,
         statusText: this.statusText,
         headers: this.headers,
@@ -256,6 +276,7 @@ export class Fill {
       }
       const body = kept === undefined ? undefined : Buffer.concat(kept, this.committedBytes)
       this.entry = await this.#store.commit(temp, meta, this.params.previous?.meta, body)
+      await this.#store.setVaryNames(this.key, varyNames(getRaw(this.headers, 'vary')))
       this.stored = true
     } catch (err) {
       this.#log.warn({ err, key: this.key }, 'cache write failed; response served but not stored')
@@ -263,17 +284,6 @@ export class Fill {
     }
     this.state = 'complete'
     this.#finish()
-  }
-
-  #varyRecord(): Record<string, string> | undefined {
-    const vary = getRaw(this.headers, 'vary')
-    if (vary === undefined) return undefined
-    const out: Record<string, string> = {}
-    for (const name of vary.split(',')) {
-      const n = name.trim().toLowerCase()
-      if (n !== '') out[n] = this.params.varyValues(n)
-    }
-    return out
   }
 
   #metaAfter304(old: EntryMeta, response: UpstreamResponse): EntryMeta {
@@ -345,7 +355,7 @@ export class FillRegistry {
    * reader reference on it and must `release()` it when done, so the temp file stays readable.
    */
   join(params: FillParams): { fill: Fill; joined: boolean } {
-    const running = this.#fills.get(params.key)
+    const running = this.#fills.get(params.registryKey)
     if (running !== undefined && running.state !== 'failed') {
       this.counters.joined++
       running.acquire()
@@ -353,10 +363,10 @@ export class FillRegistry {
     }
     this.counters.started++
     const fill: Fill = new Fill(params, this.#store, this.#upstream, this.#log, () => {
-      if (this.#fills.get(params.key) === fill) this.#fills.delete(params.key)
+      if (this.#fills.get(params.registryKey) === fill) this.#fills.delete(params.registryKey)
     })
     fill.acquire()
-    this.#fills.set(params.key, fill)
+    this.#fills.set(params.registryKey, fill)
     return { fill, joined: false }
   }
 

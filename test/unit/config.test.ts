@@ -456,7 +456,7 @@ test('unknown keys are problems at the top level, in a route and in a rule', (t)
     ],
     [
       { routes: [{ prefix: '/', upstreams: [UP], rules: [{ match: 'x', ttl: 1, maxAge: 3 }] }] },
-      'routes[0].rules[0].maxAge: unknown key (expected one of match, cache, ttl)',
+      'routes[0].rules[0].maxAge: unknown key (expected one of match, cache, ttl, storeSetCookie)',
     ],
   ]
   for (const [content, message] of cases) {

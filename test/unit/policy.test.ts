@@ -90,7 +90,7 @@ test('storability: what a shared cache may keep', () => {
     ['206 is not stored', facts(206, { 'cache-control': 'max-age=60' }), undefined, false],
   ]
   for (const [name, f, requestCc, expected] of cases) {
-    assert.equal(canStore(f, requestCc, 'default').storable, expected, name)
+    assert.equal(canStore(f, { cacheControl: requestCc, authorized: false }, undefined).storable, expected, name)
   }
-  assert.equal(canStore(facts(200, {}), undefined, 'no-store').storable, false, 'no-store rule')
+  assert.equal(canStore(facts(200, {}), { cacheControl: undefined, authorized: false }, { pattern: /x/, mode: 'no-store', ttlMs: undefined }).storable, false, 'no-store rule')
 })
