@@ -97,7 +97,10 @@ export async function startMirror(config: Config, log: Logger, options: MirrorOp
   }
 
   server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
-    const routed = routeRequest(config.routes, req.url ?? '')
+    // Node leaves upgraded sockets without an error listener: a reset must not crash the server.
+    socket.on('error', () => socket.destroy())
+    const path = (req.url ?? '').split('?')[0] as string
+    const routed = path.startsWith(RESERVED_PREFIX) ? ({ status: 404 } as const) : routeRequest(config.routes, req.url ?? '')
     if ('status' in routed) {
       socket.end(`HTTP/1.1 ${routed.status} ${routed.status === 404 ? 'Not Found' : 'Bad Request'}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`)
       return

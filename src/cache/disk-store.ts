@@ -228,6 +228,14 @@ export class DiskStore {
     }
   }
 
+  /** True when `meta` is still the version on disk for `hash` (not replaced or removed since). */
+  async isCurrent(hash: string, meta: EntryMeta): Promise<boolean> {
+    const version = this.index.get(hash)
+    if (version !== undefined) return `${hash}.${version}.body` === meta.bodyFile
+    if (this.index.complete) return false
+    return (await this.#metaOf(hash))?.bodyFile === meta.bodyFile
+  }
+
   /** Removes an entry's files (meta first, so a crash in between leaves only an orphan body). */
   async remove(hash: string, meta?: EntryMeta): Promise<void> {
     const version = this.index.get(hash)

@@ -7,6 +7,7 @@ import { LRUCache } from 'lru-cache'
 import type { Logger } from 'pino'
 import { DiskStore, type ScanResult, type TempBody, type VaryMarker } from './disk-store.js'
 import { hashKey, type CachedEntry, type EntryMeta } from './entry.js'
+import { CacheCorruptError } from '../errors.js'
 import { MemoryStore } from './memory-store.js'
 
 const NO_VARY: VaryMarker = { names: null, generation: 0 }
@@ -36,6 +37,8 @@ export class TieredStore {
   readonly #vary = new LRUCache<string, VaryMarker>({ max: 100_000 })
   #evictions = 0
   #corruptDropped = 0
+  /** Counts commits, refreshes and purges, so a lookup can tell that one raced it. */
+  #writes = 0
 
   private constructor(disk: DiskStore, memory: MemoryStore, log: Logger) {
     this.disk = disk
@@ -67,7 +70,15 @@ export class TieredStore {
       this.disk.index.get(hash) // keep disk recency in step with use
       return hot
     }
-    const meta = await this.disk.read(hash)
+    // A commit, refresh or purge that lands while we read must not be undone by our memory insert.
+    const writes = this.#writes
+    let meta: EntryMeta | undefined
+    try {
+      meta = await this.disk.read(hash)
+    } catch (err) {
+      this.#log.warn({ err, key }, 'cache read failed; treating as a miss')
+      return undefined
+    }
     if (meta === undefined) return undefined
     const entry: CachedEntry = { meta, hash, body: undefined, freshness: undefined }
     if (meta.bodyBytes <= this.memory.maxBodyBytes) {
@@ -78,7 +89,7 @@ export class TieredStore {
         return undefined
       }
     }
-    this.memory.set(entry)
+    if (this.#writes === writes) this.memory.set(entry)
     return entry
   }
 
@@ -107,6 +118,7 @@ export class TieredStore {
 
   /** Makes a filled body the current entry for its key. `body` is the whole body when it was small. */
   async commit(temp: TempBody, meta: EntryMeta, previous: EntryMeta | undefined, body: Buffer | undefined): Promise<CachedEntry> {
+    this.#writes++
     await this.disk.commit(temp, meta, previous)
     const entry: CachedEntry = { meta, hash: temp.hash, body, freshness: undefined }
     if (body !== undefined || meta.bodyBytes > this.memory.maxBodyBytes) this.memory.set(entry)
@@ -117,6 +129,9 @@ export class TieredStore {
   /** Replaces an entry's metadata (after a 304), keeping its body. */
   async refresh(entry: CachedEntry, meta: EntryMeta): Promise<CachedEntry> {
     const next: CachedEntry = { meta, hash: entry.hash, body: entry.body, freshness: undefined }
+    this.#writes++
+    // The entry may have been replaced or purged since it was read: refresh only that version.
+    if (!(await this.disk.isCurrent(entry.hash, entry.meta))) return next
     this.memory.set(next)
     await this.disk.writeMeta(entry.hash, meta)
     return next
@@ -158,6 +173,7 @@ export class TieredStore {
   }
 
   async #purgeOne(key: string): Promise<boolean> {
+    this.#writes++
     const hash = hashKey(key)
     const hot = this.memory.get(hash)
     this.memory.delete(hash)
@@ -182,12 +198,22 @@ export class TieredStore {
     }
   }
 
+  /**
+   * Handles an unreadable body: a corrupt or missing file drops the entry (if it is still the
+   * current version); any other error (EMFILE, EIO) is a miss for this request, nothing deleted.
+   */
   async #drop(entry: CachedEntry, err: unknown): Promise<void> {
-    const code = (err as NodeJS.ErrnoException).code
-    if (code !== 'ENOENT') {
-      this.#corruptDropped++
-      this.#log.warn({ err, key: entry.meta.key }, 'dropping unreadable cache entry')
+    const missing = (err as NodeJS.ErrnoException).code === 'ENOENT'
+    if (!missing && !(err instanceof CacheCorruptError)) {
+      this.#log.warn({ err, key: entry.meta.key }, 'cache read failed; treating as a miss')
+      return
     }
+    if (!(await this.disk.isCurrent(entry.hash, entry.meta))) return
+    if (!missing) {
+      this.#corruptDropped++
+      this.#log.warn({ err, key: entry.meta.key }, 'dropping corrupt cache entry')
+    }
+    this.#writes++
     this.memory.delete(entry.hash)
     await this.disk.remove(entry.hash, entry.meta)
   }

@@ -103,8 +103,11 @@ export function canStore(facts: ResponseFacts, request: StoreRequest, rule: Cach
   if (getRaw(facts.headers, 'set-cookie') !== undefined && !(rule?.storeSetCookie === true && explicit)) {
     return { storable: false, reason: 'set-cookie' }
   }
-  if (mode === 'immutable' || mode === 'revalidate') return { storable: true }
+  // Rules change how long a response stays fresh, not which statuses are worth keeping: a 503 or
+  // a 404 from a mirror that is still syncing must never be pinned by an immutable rule.
+  if (mode === 'immutable' && status !== 200) return { storable: false, reason: 'status' }
   if (!explicit && !cc.has('public') && !HEURISTIC_STATUSES.has(status)) return { storable: false, reason: 'status' }
+  if (status >= 500 && mode !== 'default') return { storable: false, reason: 'status' }
   return { storable: true }
 }
 

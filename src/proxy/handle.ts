@@ -134,8 +134,9 @@ async function fillAndSend(
       }
       case 'not-modified': {
         // 304 from upstream: the stored headers were refreshed, the body is reused.
-        x.outcome = { fwd, fwdStatus: 304, collapsed: joined }
         const entry = outcome.entry
+        if (!varyMatches(entry.meta.vary, req.headers)) return await fetchOwn(x, deps, routed, 'vary-miss')
+        x.outcome = { fwd, fwdStatus: 304, collapsed: joined }
         if ((await sendStored(x, deps, entry, freshnessOf(entry, rule))) === 'sent') return
         return await fetchOwn(x, deps, routed, fwd)
       }

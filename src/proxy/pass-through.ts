@@ -18,40 +18,49 @@ export class PassThrough {
   readonly #proxy: ProxyServer
   readonly #log: Logger
 
+  /** Errors httpxy reported for a request (it reports them as events, then resolves web()). */
+  readonly #failures = new WeakMap<object, Error>()
+
   constructor(log: Logger) {
     this.#log = log
     this.#proxy = createProxyServer({ changeOrigin: true, ignorePath: true, xfwd: false, ws: true })
-    // httpxy reports errors both here and through the promise; the promise is what we act on.
-    this.#proxy.on('error', () => {})
+    this.#proxy.on('error', (err, req) => {
+      if (req !== undefined) this.#failures.set(req, err)
+    })
   }
 
   /**
    * Proxies a request with a body or an unsafe method. Resolves once the response is complete
-   * with the upstream's status and headers (status 0 when the upstream could not be reached;
-   * the client got a 502).
+   * with the upstream's status and headers; status 0 when no upstream response arrived (the
+   * client got a 502, or had already gone).
    */
   async web(req: IncomingMessage, res: ServerResponse, routed: Routed): Promise<{ status: number; headers: IncomingHttpHeaders; target: URL }> {
     const target = upstreamUrl(routed)
-    let headers: IncomingHttpHeaders = {}
+    let upstream: IncomingMessage | undefined
     const onProxyRes = (proxyRes: IncomingMessage, r: IncomingMessage): void => {
-      if (r === req) headers = proxyRes.headers
+      if (r === req) upstream = proxyRes
     }
     this.#proxy.on('proxyRes', onProxyRes)
     res.setHeader('Cache-Status', 'cachemir; fwd=method')
+    let failure: unknown
     try {
       await this.#proxy.web(req, res, { target })
+      failure = this.#failures.get(req)
     } catch (err) {
-      this.#log.warn({ err, method: req.method, target: target.href }, 'pass-through failed')
-      if (!res.headersSent) {
-        res.writeHead(502, { 'content-type': 'text/plain; charset=utf-8', 'cache-status': 'cachemir; fwd=method' })
-        res.end(`upstream unreachable: ${target.origin}\n`)
-      } else res.destroy()
-      return { status: 0, headers, target }
+      failure = err
     } finally {
       this.#proxy.off('proxyRes', onProxyRes)
     }
+    if (failure !== undefined && upstream === undefined) {
+      this.#log.warn({ err: failure, method: req.method, target: target.href }, 'pass-through failed')
+      if (!res.headersSent && !res.destroyed) {
+        res.writeHead(502, { 'content-type': 'text/plain; charset=utf-8', 'cache-status': 'cachemir; fwd=method' })
+        res.end(`upstream unreachable: ${target.origin}\n`)
+      } else res.destroy()
+      return { status: 0, headers: {}, target }
+    }
     await finished(res)
-    return { status: res.statusCode, headers, target }
+    return { status: upstream?.statusCode ?? 0, headers: upstream?.headers ?? {}, target }
   }
 
   /** Proxies an upgrade (e.g. WebSocket) to the route's first upstream. */

@@ -43,6 +43,8 @@ export function writeHead(res: ServerResponse, status: number, statusText: strin
 
 /** Resolves true on 'drain', false if the response closes first. */
 export function drained(res: ServerResponse): Promise<boolean> {
+  // A response destroyed while the caller awaited something else will never emit either event.
+  if (res.destroyed || res.closed) return Promise.resolve(false)
   return new Promise((resolve) => {
     const onDrain = (): void => {
       res.off('close', onClose)

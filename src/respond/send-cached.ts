@@ -18,8 +18,11 @@ export interface SendCachedOptions {
   readonly ageSeconds: number
 }
 
-/** Bigger reads than fs's 64 KiB default: fewer syscalls and thread-pool hops per large body. */
-const READ_HIGH_WATER_MARK = 1024 * 1024
+/**
+ * Bigger reads than fs's 64 KiB default (fewer syscalls and thread-pool hops per large body), but
+ * small enough that a stalled client pins little memory.
+ */
+const READ_HIGH_WATER_MARK = 256 * 1024
 const LENGTH_FIELDS = new Set(['content-length', 'content-range'])
 
 /**

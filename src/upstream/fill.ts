@@ -287,7 +287,9 @@ export class Fill {
   }
 
   #metaAfter304(old: EntryMeta, response: UpstreamResponse): EntryMeta {
-    const update = withoutFields(stripHopByHop(response.headers), NOT_UPDATED_BY_304)
+    // Fields a shared cache may not keep (Set-Cookie, private="…", no-cache="…") never join the entry.
+    const drop = new Set([...NOT_UPDATED_BY_304, 'set-cookie', ...fieldsNotStored(response.headers)])
+    const update = withoutFields(stripHopByHop(response.headers), drop)
     const names = new Set<string>()
     for (let i = 0; i < update.length; i += 2) names.add((update[i] as string).toLowerCase())
     const headers = [...withoutFields(old.headers, names), ...update]
