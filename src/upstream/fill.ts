@@ -158,6 +158,12 @@ export class Fill {
     let response: UpstreamResponse
     try {
       response = await upstream.request(route, { method: 'GET', relativePath, headers, signal: this.#abort.signal })
+      // §4.3.4: a 304 naming a different strong validator does not select the stored response.
+      // Ask again, unconditionally, rather than pair the old body with new headers.
+      if (response.status === 304 && previous !== undefined && !selectsStored(previous.meta, response.headers)) {
+        response.body.resume()
+        response = await upstream.request(route, { method: 'GET', relativePath, headers: this.params.headers, signal: this.#abort.signal })
+      }
     } catch (err) {
       this.upstreamMs = Date.now() - t0
       return this.#finishEarly({ kind: 'failed', error: err as CachemirError })
@@ -321,6 +327,14 @@ export class Fill {
     this.#temp = undefined
     if (temp !== undefined) void temp.fh.close().catch(() => {})
   }
+}
+
+/** §4.3.4: does a 304 apply to the stored response? Not when it carries a different strong ETag. */
+function selectsStored(meta: EntryMeta, headers: readonly string[]): boolean {
+  const fresh = getRaw(headers, 'etag')
+  const stored = getRaw(meta.headers, 'etag')
+  if (fresh === undefined || fresh.startsWith('W/')) return true
+  return stored !== undefined && stored === fresh
 }
 
 /** Conditional request headers that revalidate a stored response (RFC 9111 §4.3.1). */
