@@ -13,11 +13,11 @@
 // client's response ends abnormally (connection closed before the announced length).
 
 import { createHash } from 'node:crypto'
-import type { FileHandle } from 'node:fs/promises'
-import { unlink } from 'node:fs/promises'
+import type { IncomingHttpHeaders } from 'node:http'
+import { unlink, type FileHandle } from 'node:fs/promises'
 import type { Readable } from 'node:stream'
 import type { Logger } from 'pino'
-import type { Route } from '../config.js'
+import type { CacheRule, Route } from '../config.js'
 import { UpstreamBodyError, type CachemirError } from '../errors.js'
 import type { CachedEntry, EntryMeta } from '../cache/entry.js'
 import type { TempBody } from '../cache/disk-store.js'
@@ -25,8 +25,6 @@ import type { TieredStore } from '../cache/tiered-store.js'
 import { getRaw, stripHopByHop, withoutFields } from '../http/headers.js'
 import { canStore, fieldsNotStored, type StoreDecision } from '../policy/freshness.js'
 import { varyNames, varyRecord, variantKey } from '../cache/vary.js'
-import type { IncomingHttpHeaders } from 'node:http'
-import type { CacheRule } from '../config.js'
 import { toUpstreamError, type UpstreamClient, type UpstreamResponse } from './client.js'
 
 /** What the upstream's answer turned out to be, known once its headers are in. */
@@ -345,58 +343,4 @@ export function conditionalHeaders(meta: EntryMeta): Record<string, string> {
   if (etag !== undefined) out['if-none-match'] = etag
   if (lastModified !== undefined) out['if-modified-since'] = lastModified
   return out
-}
-
-/** One fill per key at a time; a fill leaves the registry as soon as its result is in the store. */
-export class FillRegistry {
-  readonly #fills = new Map<string, Fill>()
-  readonly #store: TieredStore
-  readonly #upstream: UpstreamClient
-  readonly #log: Logger
-  /** Fills started, and how many requests joined one already running; read by health and metrics. */
-  readonly counters = { started: 0, joined: 0 }
-
-  constructor(store: TieredStore, upstream: UpstreamClient, log: Logger) {
-    this.#store = store
-    this.#upstream = upstream
-    this.#log = log
-  }
-
-  get(key: string): Fill | undefined {
-    return this.#fills.get(key)
-  }
-
-  /**
-   * The running fill for `params.key`, or a new one; `joined` tells which. The caller holds a
-   * reader reference on it and must `release()` it when done, so the temp file stays readable.
-   */
-  join(params: FillParams): { fill: Fill; joined: boolean } {
-    const running = this.#fills.get(params.registryKey)
-    if (running !== undefined && running.state !== 'failed') {
-      this.counters.joined++
-      running.acquire()
-      return { fill: running, joined: true }
-    }
-    this.counters.started++
-    const fill: Fill = new Fill(params, this.#store, this.#upstream, this.#log, () => {
-      if (this.#fills.get(params.registryKey) === fill) this.#fills.delete(params.registryKey)
-    })
-    fill.acquire()
-    this.#fills.set(params.registryKey, fill)
-    return { fill, joined: false }
-  }
-
-  get size(): number {
-    return this.#fills.size
-  }
-
-  /**
-   * For shutdown: fills that already have their whole body finish committing it (their clients
-   * were told `stored`); fills still receiving are aborted. Resolves when all have settled.
-   */
-  async settleAll(): Promise<void> {
-    const fills = [...this.#fills.values()]
-    for (const fill of fills) if (!fill.bodyComplete) fill.abort()
-    await Promise.all(fills.map((fill) => fill.whenDone()))
-  }
 }
