@@ -1,12 +1,11 @@
 // src/config.ts
 // The Config type, its DEFAULTS, and resolveConfig(): flags > environment > config file > defaults.
 
-import fs from 'node:fs'
-import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import { ConfigError } from './errors.js'
-import { parseDuration, parseSize } from './util/units.js'
+import { readConfigFile, type FileSettings } from './config-file.js'
+import { checkDir, checkListen, checkLogLevel, checkSize, checkUpstreams, DEFAULT_HOST, type Given } from './config-values.js'
 
 /** How a per-route rule overrides the upstream's caching headers for matching paths. */
 export type CacheMode =
@@ -55,8 +54,6 @@ export interface Config {
   readonly routes: readonly Route[]
 }
 
-const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const satisfies readonly LogLevel[]
-const CACHE_MODES = ['default', 'immutable', 'revalidate', 'no-store'] as const satisfies readonly CacheMode[]
 
 /**
  * Where the cache lives when nothing else says: `$XDG_CACHE_HOME/cachemir`, or `~/.cache/cachemir`.
@@ -75,7 +72,7 @@ export function defaultCacheDir(env: Record<string, string | undefined>): string
  * resolveConfig() recomputes it from the `env` it is given.
  */
 export const DEFAULTS: Readonly<Omit<Config, 'routes'>> = Object.freeze({
-  host: '127.0.0.1',
+  host: DEFAULT_HOST,
   port: 8080,
   cacheDir: defaultCacheDir(process.env),
   maxDiskBytes: 10 * 1024 ** 3,
@@ -122,39 +119,12 @@ const FLAGS = {
   logLevel: '--log-level',
 } as const satisfies Record<keyof ConfigInput, string>
 
-const TOP_KEYS = ['$schema', 'listen', 'cacheDir', 'maxDisk', 'maxMemory', 'logLevel', 'upstreams', 'routes']
-const ROUTE_KEYS = ['prefix', 'upstreams', 'rules']
-const RULE_KEYS = ['match', 'cache', 'ttl', 'storeSetCookie']
-const RULE_EXAMPLE = String.raw`{"match": "\\.deb$", "cache": "immutable"}`
 
 /** The settings that take a single string (everything but the repeatable --upstream). */
 type SingleKey = Exclude<keyof ConfigInput, 'upstream'>
 
-/** A raw value and the name of where it came from: a flag, a variable, or `file: key.path`. */
-interface Given {
-  readonly field: string
-  readonly value: unknown
-}
 
-interface Listen {
-  readonly host: string
-  readonly port: number
-}
 
-/** What a config file contributed, already validated; `undefined` means absent or invalid. */
-interface FileSettings {
-  listen?: Listen | undefined
-  cacheDir?: string | undefined
-  maxDiskBytes?: number | undefined
-  maxMemoryBytes?: number | undefined
-  logLevel?: LogLevel | undefined
-  upstreams?: { readonly field: string; readonly urls: readonly URL[] | undefined } | undefined
-  readonly routes: Route[]
-  /** How many entries the file's `routes` array has, valid or not. */
-  declaredRoutes: number
-  /** Each route prefix seen (valid or not) and the field of the route that declared it. */
-  readonly prefixes: Map<string, string>
-}
 
 /**
  * Merges flags, environment, config file and DEFAULTS, in that order of precedence per setting,
@@ -239,259 +209,16 @@ function buildRoutes(
   return routes
 }
 
-function readConfigFile(source: Given, problems: string[]): FileSettings | undefined {
-  const file = String(source.value)
-  let text: string
-  try {
-    text = fs.readFileSync(path.resolve(file), 'utf8')
-  } catch (err) {
-    const code = err instanceof Error && 'code' in err ? String(err.code) : String(err)
-    problems.push(`${source.field}: cannot read ${JSON.stringify(file)}: ${code}`)
-    return undefined
-  }
-  let data: unknown
-  try {
-    // Some editors save JSON with a UTF-8 byte order mark, which JSON.parse rejects.
-    data = JSON.parse(text.replace(/^\uFEFF/, ''))
-  } catch (err) {
-    const reason = err instanceof Error ? err.message : String(err)
-    // V8 quotes part of the file, newlines included: keep the message on one line.
-    problems.push(`${source.field}: ${JSON.stringify(file)} is not valid JSON: ${reason.replace(/\s+/g, ' ')}`)
-    return undefined
-  }
-  if (!isObject(data)) {
-    problems.push(`${file}: expected a JSON object like {"upstreams": ["https://example.org/"]}, got ${show(data)}`)
-    return undefined
-  }
 
-  const at = (key: string): Given => ({ field: `${file}: ${key}`, value: data[key] })
-  const has = (key: string): boolean => data[key] !== undefined
-  checkKeys(data, TOP_KEYS, (key) => `${file}: ${key}`, problems)
-  const fileDir = path.dirname(path.resolve(file))
-  const settings: FileSettings = { routes: [], declaredRoutes: 0, prefixes: new Map() }
-  if (has('listen')) settings.listen = checkListen(at('listen'), problems)
-  if (has('cacheDir')) settings.cacheDir = checkDir(at('cacheDir'), fileDir, problems)
-  if (has('maxDisk')) settings.maxDiskBytes = checkSize(at('maxDisk'), '10GiB', problems)
-  if (has('maxMemory')) settings.maxMemoryBytes = checkSize(at('maxMemory'), '256MiB', problems)
-  if (has('logLevel')) settings.logLevel = checkLogLevel(at('logLevel'), problems)
-  if (has('upstreams')) {
-    const upstreams = at('upstreams')
-    settings.upstreams = { field: upstreams.field, urls: checkUpstreamArray(upstreams, problems) }
-  }
-  if (has('routes')) {
-    const routes = at('routes')
-    if (!Array.isArray(routes.value)) {
-      const example = '[{"prefix": "/debian/", "upstreams": [...]}]'
-      problems.push(`${routes.field}: expected an array like ${example}, got ${show(routes.value)}`)
-    } else {
-      settings.declaredRoutes = routes.value.length
-      routes.value.forEach((value: unknown, i) => {
-        const route = checkRoute({ field: `${routes.field}[${i}]`, value }, settings.prefixes, problems)
-        if (route !== undefined) settings.routes.push(route)
-      })
-    }
-  }
-  return settings
-}
 
-function checkRoute(given: Given, prefixes: Map<string, string>, problems: string[]): Route | undefined {
-  const { field, value } = given
-  if (!isObject(value)) {
-    problems.push(`${field}: expected an object like {"prefix": "/debian/", "upstreams": [...]}, got ${show(value)}`)
-    return undefined
-  }
-  checkKeys(value, ROUTE_KEYS, (key) => `${field}.${key}`, problems)
-  const prefix = checkPrefix({ field: `${field}.prefix`, value: value['prefix'] }, problems)
-  if (prefix !== undefined) {
-    const first = prefixes.get(prefix)
-    if (first === undefined) prefixes.set(prefix, field)
-    else problems.push(`${field}.prefix: expected a unique prefix, got ${show(prefix)} (also ${first})`)
-  }
-  const upstreams = checkUpstreamArray({ field: `${field}.upstreams`, value: value['upstreams'] }, problems)
-  const rules: CacheRule[] = []
-  let rulesOk = true
-  const rawRules = value['rules'] ?? []
-  if (Array.isArray(rawRules)) {
-    for (const [i, rule] of rawRules.entries()) {
-      const checked = checkRule({ field: `${field}.rules[${i}]`, value: rule as unknown }, problems)
-      if (checked === undefined) rulesOk = false
-      else rules.push(checked)
-    }
-  } else {
-    problems.push(`${field}.rules: expected an array like [${RULE_EXAMPLE}], got ${show(rawRules)}`)
-    rulesOk = false
-  }
-  if (prefix === undefined || upstreams === undefined || !rulesOk) return undefined
-  return Object.freeze({ prefix, upstreams, rules: Object.freeze(rules) })
-}
 
-function checkRule(given: Given, problems: string[]): CacheRule | undefined {
-  const { field, value } = given
-  if (!isObject(value)) {
-    problems.push(`${field}: expected an object like ${RULE_EXAMPLE}, got ${show(value)}`)
-    return undefined
-  }
-  checkKeys(value, RULE_KEYS, (key) => `${field}.${key}`, problems)
-  const { match, cache = 'default', ttl, storeSetCookie = false } = value
-  let pattern: RegExp | undefined
-  if (typeof match !== 'string') {
-    problems.push(`${field}.match: expected a regular expression like "\\\\.deb$", got ${show(match)}`)
-  } else {
-    try {
-      pattern = new RegExp(match)
-    } catch (err) {
-      const reason = err instanceof Error ? err.message : String(err)
-      problems.push(`${field}.match: expected a valid regular expression, got ${show(match)} (${reason})`)
-    }
-  }
-  const mode = CACHE_MODES.find((m) => m === cache)
-  if (mode === undefined) problems.push(`${field}.cache: expected one of ${CACHE_MODES.join(', ')}, got ${show(cache)}`)
-  let ttlMs: number | undefined
-  if (ttl !== undefined) {
-    ttlMs =
-      typeof ttl === 'string' ? parseDuration(ttl)
-      : typeof ttl === 'number' && ttl >= 0 ? Math.round(ttl * 1000)
-      : undefined
-    if (ttlMs === undefined || !Number.isSafeInteger(ttlMs)) {
-      problems.push(`${field}.ttl: expected a duration like "10m" or a number of seconds, got ${show(ttl)}`)
-      ttlMs = undefined
-    }
-  }
-  if (typeof storeSetCookie !== 'boolean') problems.push(`${field}.storeSetCookie: expected true or false, got ${show(storeSetCookie)}`)
-  if (pattern === undefined || mode === undefined || (ttl !== undefined && ttlMs === undefined)) return undefined
-  return Object.freeze({ pattern, mode, ttlMs, storeSetCookie: storeSetCookie === true })
-}
 
-function checkPrefix({ field, value }: Given, problems: string[]): string | undefined {
-  const expected = `${field}: expected a path prefix like "/debian/"`
-  if (typeof value !== 'string' || !value.startsWith('/')) {
-    problems.push(`${expected}, got ${show(value)}`)
-    return undefined
-  }
-  if (/\.\.|\/\/|[?#]/.test(value)) {
-    problems.push(`${expected} without "..", "//", "?" or "#", got ${show(value)}`)
-    return undefined
-  }
-  const prefix = value.endsWith('/') ? value : `${value}/`
-  if (prefix.startsWith('/_cachemir/')) {
-    problems.push(`${expected} outside /_cachemir/ (reserved for the mirror's own endpoints), got ${show(value)}`)
-    return undefined
-  }
-  return prefix
-}
 
-/** A JSON array of upstream URLs, as in the file's `upstreams` and `routes[i].upstreams`. */
-function checkUpstreamArray({ field, value }: Given, problems: string[]): readonly URL[] | undefined {
-  if (!Array.isArray(value)) {
-    problems.push(`${field}: expected an array of http:// or https:// URLs, got ${show(value)}`)
-    return undefined
-  }
-  const items = value.map((item: unknown, i) => ({ field: `${field}[${i}]`, value: item }))
-  return checkUpstreams(items, field, problems)
-}
 
-function checkUpstreams(items: readonly Given[], listField: string, problems: string[]): readonly URL[] | undefined {
-  if (items.length === 0) {
-    problems.push(`${listField}: expected at least one http:// or https:// URL, got none`)
-    return undefined
-  }
-  const urls: URL[] = []
-  let ok = true
-  for (const item of items) {
-    const url = checkUpstream(item, problems)
-    if (url === undefined) ok = false
-    else if (urls.some((seen) => seen.href === url.href)) {
-      problems.push(`${item.field}: expected distinct upstreams, got ${show(url.href)} twice`)
-      ok = false
-    } else urls.push(url)
-  }
-  return ok ? Object.freeze(urls) : undefined
-}
 
-function checkUpstream({ field, value }: Given, problems: string[]): URL | undefined {
-  const expected = `${field}: expected an http:// or https:// URL`
-  const url = typeof value === 'string' && URL.canParse(value) ? new URL(value) : undefined
-  const hasCredentials = url !== undefined && (url.username !== '' || url.password !== '')
-  if (url !== undefined && hasCredentials) {
-    // Messages end up in logs: never echo a password or token.
-    url.username = url.username === '' ? '' : '***'
-    url.password = url.password === '' ? '' : '***'
-  }
-  const got = hasCredentials ? show(url?.href) : show(value)
-  if (url === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
-    problems.push(`${expected}, got ${got}`)
-    return undefined
-  }
-  if (hasCredentials) {
-    problems.push(`${expected} without user:password, got ${got}`)
-    return undefined
-  }
-  // href, not search/hash: those are "" for a bare "?" or "#" too.
-  if (url.href.includes('?') || url.href.includes('#')) {
-    problems.push(`${expected} without a query or fragment, got ${got}`)
-    return undefined
-  }
-  if (!url.pathname.endsWith('/')) url.pathname += '/'
-  return url
-}
 
-function checkListen({ field, value }: Given, problems: string[]): Listen | undefined {
-  const text = typeof value === 'string' ? value : ''
-  const match = /^(?:\[([^\]]+)\]:|([A-Za-z0-9.-]*):)?(\d{1,5})$/.exec(text)
-  const [, ipv6, name, port = ''] = match ?? []
-  const host = ipv6 ?? (name === undefined || name === '' ? DEFAULTS.host : name)
-  if (match === null || Number(port) > 65535 || (ipv6 !== undefined && !net.isIPv6(ipv6))) {
-    problems.push(`${field}: expected HOST:PORT like "127.0.0.1:8080", got ${show(value)}`)
-    return undefined
-  }
-  return { host, port: Number(port) }
-}
 
-function checkDir({ field, value }: Given, base: string, problems: string[]): string | undefined {
-  if (typeof value !== 'string' || value === '') {
-    problems.push(`${field}: expected a directory path, got ${show(value)}`)
-    return undefined
-  }
-  return path.resolve(base, value)
-}
 
-/** A size string from anywhere, or a plain number of bytes from the config file. */
-function checkSize({ field, value }: Given, example: string, problems: string[]): number | undefined {
-  const bytes =
-    typeof value === 'string' ? parseSize(value)
-    : typeof value === 'number' && Number.isSafeInteger(value) && value >= 0 ? value
-    : undefined
-  if (bytes === undefined) problems.push(`${field}: expected a size like "${example}", got ${show(value)}`)
-  return bytes
-}
 
-function checkLogLevel({ field, value }: Given, problems: string[]): LogLevel | undefined {
-  const level = LOG_LEVELS.find((l) => l === value)
-  if (level === undefined) problems.push(`${field}: expected one of ${LOG_LEVELS.join(', ')}, got ${show(value)}`)
-  return level
-}
 
-function checkKeys(
-  object: Record<string, unknown>,
-  allowed: readonly string[],
-  fieldOf: (key: string) => string,
-  problems: string[],
-): void {
-  for (const key of Object.keys(object)) {
-    if (!allowed.includes(key)) {
-      const expected = allowed.filter((k) => k !== '$schema').join(', ')
-      problems.push(`${fieldOf(key)}: unknown key (expected one of ${expected})`)
-    }
-  }
-}
 
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value)
-}
-
-/** A received value for a message: JSON, so strings are quoted, cut short if long. */
-function show(value: unknown): string {
-  if (value === undefined) return 'nothing'
-  const json = JSON.stringify(value)
-  return json.length > 80 ? `${json.slice(0, 77)}...` : json
-}

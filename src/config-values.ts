@@ -1,0 +1,158 @@
+// src/config-values.ts
+// Checks for single configuration values (listen address, sizes, URLs, prefixes, levels): each
+// takes a value and where it came from, and records a problem naming that place when it is bad.
+
+import net from 'node:net'
+import path from 'node:path'
+import type { LogLevel } from './config.js'
+import { parseSize } from './util/units.js'
+
+/** Where the mirror listens when only a port is given. */
+export const DEFAULT_HOST = '127.0.0.1'
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const satisfies readonly LogLevel[]
+
+/** A raw value and the name of where it came from: a flag, a variable, or `file: key.path`. */
+export interface Given {
+  readonly field: string
+  readonly value: unknown
+}
+
+export interface Listen {
+  readonly host: string
+  readonly port: number
+}
+
+export function checkPrefix({ field, value }: Given, problems: string[]): string | undefined {
+  const expected = `${field}: expected a path prefix like "/debian/"`
+  if (typeof value !== 'string' || !value.startsWith('/')) {
+    problems.push(`${expected}, got ${show(value)}`)
+    return undefined
+  }
+  if (/\.\.|\/\/|[?#]/.test(value)) {
+    problems.push(`${expected} without "..", "//", "?" or "#", got ${show(value)}`)
+    return undefined
+  }
+  const prefix = value.endsWith('/') ? value : `${value}/`
+  if (prefix.startsWith('/_cachemir/')) {
+    problems.push(`${expected} outside /_cachemir/ (reserved for the mirror's own endpoints), got ${show(value)}`)
+    return undefined
+  }
+  return prefix
+}
+
+/** A JSON array of upstream URLs, as in the file's `upstreams` and `routes[i].upstreams`. */
+export function checkUpstreamArray({ field, value }: Given, problems: string[]): readonly URL[] | undefined {
+  if (!Array.isArray(value)) {
+    problems.push(`${field}: expected an array of http:// or https:// URLs, got ${show(value)}`)
+    return undefined
+  }
+  const items = value.map((item: unknown, i) => ({ field: `${field}[${i}]`, value: item }))
+  return checkUpstreams(items, field, problems)
+}
+
+export function checkUpstreams(items: readonly Given[], listField: string, problems: string[]): readonly URL[] | undefined {
+  if (items.length === 0) {
+    problems.push(`${listField}: expected at least one http:// or https:// URL, got none`)
+    return undefined
+  }
+  const urls: URL[] = []
+  let ok = true
+  for (const item of items) {
+    const url = checkUpstream(item, problems)
+    if (url === undefined) ok = false
+    else if (urls.some((seen) => seen.href === url.href)) {
+      problems.push(`${item.field}: expected distinct upstreams, got ${show(url.href)} twice`)
+      ok = false
+    } else urls.push(url)
+  }
+  return ok ? Object.freeze(urls) : undefined
+}
+
+export function checkUpstream({ field, value }: Given, problems: string[]): URL | undefined {
+  const expected = `${field}: expected an http:// or https:// URL`
+  const url = typeof value === 'string' && URL.canParse(value) ? new URL(value) : undefined
+  const hasCredentials = url !== undefined && (url.username !== '' || url.password !== '')
+  if (url !== undefined && hasCredentials) {
+    // Messages end up in logs: never echo a password or token.
+    url.username = url.username === '' ? '' : '***'
+    url.password = url.password === '' ? '' : '***'
+  }
+  const got = hasCredentials ? show(url?.href) : show(value)
+  if (url === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
+    problems.push(`${expected}, got ${got}`)
+    return undefined
+  }
+  if (hasCredentials) {
+    problems.push(`${expected} without user:password, got ${got}`)
+    return undefined
+  }
+  // href, not search/hash: those are "" for a bare "?" or "#" too.
+  if (url.href.includes('?') || url.href.includes('#')) {
+    problems.push(`${expected} without a query or fragment, got ${got}`)
+    return undefined
+  }
+  if (!url.pathname.endsWith('/')) url.pathname += '/'
+  return url
+}
+
+export function checkListen({ field, value }: Given, problems: string[]): Listen | undefined {
+  const text = typeof value === 'string' ? value : ''
+  const match = /^(?:\[([^\]]+)\]:|([A-Za-z0-9.-]*):)?(\d{1,5})$/.exec(text)
+  const [, ipv6, name, port = ''] = match ?? []
+  const host = ipv6 ?? (name === undefined || name === '' ? DEFAULT_HOST : name)
+  if (match === null || Number(port) > 65535 || (ipv6 !== undefined && !net.isIPv6(ipv6))) {
+    problems.push(`${field}: expected HOST:PORT like "127.0.0.1:8080", got ${show(value)}`)
+    return undefined
+  }
+  return { host, port: Number(port) }
+}
+
+export function checkDir({ field, value }: Given, base: string, problems: string[]): string | undefined {
+  if (typeof value !== 'string' || value === '') {
+    problems.push(`${field}: expected a directory path, got ${show(value)}`)
+    return undefined
+  }
+  return path.resolve(base, value)
+}
+
+/** A size string from anywhere, or a plain number of bytes from the config file. */
+export function checkSize({ field, value }: Given, example: string, problems: string[]): number | undefined {
+  const bytes =
+    typeof value === 'string' ? parseSize(value)
+    : typeof value === 'number' && Number.isSafeInteger(value) && value >= 0 ? value
+    : undefined
+  if (bytes === undefined) problems.push(`${field}: expected a size like "${example}", got ${show(value)}`)
+  return bytes
+}
+
+export function checkLogLevel({ field, value }: Given, problems: string[]): LogLevel | undefined {
+  const level = LOG_LEVELS.find((l) => l === value)
+  if (level === undefined) problems.push(`${field}: expected one of ${LOG_LEVELS.join(', ')}, got ${show(value)}`)
+  return level
+}
+
+export function checkKeys(
+  object: Record<string, unknown>,
+  allowed: readonly string[],
+  fieldOf: (key: string) => string,
+  problems: string[],
+): void {
+  for (const key of Object.keys(object)) {
+    if (!allowed.includes(key)) {
+      const expected = allowed.filter((k) => k !== '$schema').join(', ')
+      problems.push(`${fieldOf(key)}: unknown key (expected one of ${expected})`)
+    }
+  }
+}
+
+export function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value)
+}
+
+/** A received value for a message: JSON, so strings are quoted, cut short if long. */
+export function show(value: unknown): string {
+  if (value === undefined) return 'nothing'
+  const json = JSON.stringify(value)
+  return json.length > 80 ? `${json.slice(0, 77)}...` : json
+}
