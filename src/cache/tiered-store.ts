@@ -39,6 +39,8 @@ export class TieredStore {
   #corruptDropped = 0
   /** Counts commits, refreshes and purges, so a lookup can tell that one raced it. */
   #writes = 0
+  /** Keys (by hash) being purged, and the purge to wait for. */
+  readonly #purging = new Map<string, Promise<boolean>>()
 
   private constructor(disk: DiskStore, memory: MemoryStore, log: Logger) {
     this.disk = disk
@@ -65,6 +67,7 @@ export class TieredStore {
   /** The stored entry for `key`, from memory or disk, or undefined. Small bodies are pulled into memory. */
   async lookup(key: string): Promise<CachedEntry | undefined> {
     const hash = hashKey(key)
+    if (this.#purging.has(hash)) return undefined
     const hot = this.memory.get(hash)
     if (hot !== undefined) {
       this.disk.index.get(hash) // keep disk recency in step with use
@@ -140,6 +143,10 @@ export class TieredStore {
   /** The Vary record for `urlKey`: which headers its responses vary on, and the current generation. */
   async varyFor(urlKey: string): Promise<VaryMarker> {
     const hash = hashKey(urlKey)
+    // During a purge the record is being moved to a new generation: wait for it, so nothing is
+    // stored under the generation being retired.
+    const purging = this.#purging.get(hash)
+    if (purging !== undefined) await purging.catch(() => false)
     const known = this.#vary.get(hash)
     if (known !== undefined) return known
     const marker = (await this.disk.readVary(hash)) ?? NO_VARY
@@ -160,14 +167,35 @@ export class TieredStore {
     await this.disk.writeVary(hashKey(urlKey), urlKey, next)
   }
 
-  /** Removes `key` and every variant of it (by moving the URL to a new Vary generation). */
-  async purge(key: string): Promise<boolean> {
-    const current = await this.varyFor(key)
+  /**
+   * Removes `key` and every variant of it (by moving the URL to a new Vary generation). From the
+   * moment this is called, before any await, lookups of `key` find nothing, so no request can
+   * see the old entry however long the disk takes.
+   */
+  purge(key: string): Promise<boolean> {
+    const hash = hashKey(key)
+    this.memory.delete(hash)
+    this.#writes++
+    // Purges of one key run one after another; each ends with the key findable again.
+    const previous = this.#purging.get(hash)
+    const run: Promise<boolean> = (previous ?? Promise.resolve(false))
+      .catch(() => false)
+      .then(() => this.#purgeAll(key, hash))
+      .finally(() => {
+        if (this.#purging.get(hash) === run) this.#purging.delete(hash)
+        this.#writes++
+      })
+    this.#purging.set(hash, run)
+    return run
+  }
+
+  async #purgeAll(key: string, hash: string): Promise<boolean> {
+    const current = this.#vary.get(hash) ?? (await this.disk.readVary(hash)) ?? NO_VARY
     const hadVariants = current.names !== null
     if (hadVariants) {
       const next: VaryMarker = { names: null, generation: current.generation + 1 }
-      this.#vary.set(hashKey(key), next)
-      await this.disk.writeVary(hashKey(key), key, next)
+      this.#vary.set(hash, next)
+      await this.disk.writeVary(hash, key, next)
     }
     return (await this.#purgeOne(key)) || hadVariants
   }

@@ -63,13 +63,16 @@ export type Use = 'fresh' | 'stale-ok' | 'stale-while-revalidate' | 'revalidate'
 export function decideUse(f: Freshness, responseAt: number, now: number, rd: RequestDirectives): Use {
   if (rd.noCache || f.noCache) return 'revalidate'
   const age = currentAgeMs(f, responseAt, now)
-  if (rd.maxAgeMs !== undefined && age > rd.maxAgeMs && rd.maxStaleMs === undefined) return 'revalidate'
+  // max-stale relaxes only "must be fresh"; the client's age limit still holds (§5.2.1.1).
+  if (rd.maxAgeMs !== undefined && age > rd.maxAgeMs) return 'revalidate'
   const left = f.lifetimeMs - age
   if (left > 0 && (rd.minFreshMs === undefined || left >= rd.minFreshMs)) return 'fresh'
   if (left > 0) return 'revalidate' // fresh, but not fresh enough for min-fresh
   if (f.mustRevalidate) return 'revalidate'
   const stale = stalenessMs(f, responseAt, now)
   if (rd.maxStaleMs !== undefined && stale <= rd.maxStaleMs) return 'stale-ok'
-  if (stale <= f.staleWhileRevalidateMs && rd.maxAgeMs === undefined && rd.minFreshMs === undefined) return 'stale-while-revalidate'
+  if (f.staleWhileRevalidateMs > 0 && stale <= f.staleWhileRevalidateMs && rd.maxAgeMs === undefined && rd.minFreshMs === undefined) {
+    return 'stale-while-revalidate'
+  }
   return 'revalidate'
 }

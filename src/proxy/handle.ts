@@ -60,17 +60,18 @@ export async function handle(x: Exchange, deps: Deps): Promise<void> {
   if (rule?.mode === 'no-store') return fetchOwn(x, deps, routed, 'bypass')
 
   const rd = parseRequestDirectives(headerValue(x.req.headers['cache-control']), headerValue(x.req.headers.pragma))
-  // A fill that already has the whole body is only committing it: wait, then it is a plain hit.
-  const committing = deps.fills.get(routed.key)
-  if (committing?.bodyComplete === true) await committing.whenDone()
-
   // Credentials: never answered from the shared cache; the response is stored only when it
   // says it may be shared (RFC 9111 §3.5), for later requests without credentials.
   if (x.req.headers.authorization !== undefined) {
     return fillAndSend(x, deps, routed, rule, undefined, 'bypass', (await lookup(x, deps, routed)).storeKey)
   }
-  const { entry: found, storeKey } = await lookup(x, deps, routed)
-  let entry = found
+  let { entry, storeKey } = await lookup(x, deps, routed)
+  // A fill that already has the whole body is only committing it: wait, then it is a plain hit.
+  const committing = deps.fills.get(storeKey)
+  if (committing?.bodyComplete === true) {
+    await committing.whenDone()
+    ;({ entry, storeKey } = await lookup(x, deps, routed))
+  }
   let fwd: Fwd = 'miss'
   if (entry !== undefined) {
     const freshness = freshnessOf(entry, rule)
@@ -226,11 +227,20 @@ async function fetchOwn(x: Exchange, deps: Deps, routed: Routed, fwd: NonNullabl
 
 async function passOn(x: Exchange, deps: Deps, routed: Routed, method: string): Promise<void> {
   x.outcome = { fwd: 'method' }
-  const { status, headers } = await deps.passThrough.web(x.req, x.res, routed)
-  // RFC 9111 §4.4: a non-error response to an unsafe method invalidates the target URI and
-  // the same-origin Location and Content-Location.
-  if (SAFE_METHODS.has(method) || status < 200 || status >= 400) return
-  for (const key of invalidatedKeys(deps.config.routes, routed, headers)) await deps.store.purge(key)
+  const purges: Promise<boolean>[] = []
+  // RFC 9111 §4.4: a non-error response to an unsafe method invalidates the target URI and the
+  // same-origin Location and Content-Location. Done when the upstream's headers arrive, so that
+  // no request sent after the client has the response can still find the old entry.
+  await deps.passThrough.web(x.req, x.res, routed, (status, headers) => {
+    if (SAFE_METHODS.has(method) || status < 200 || status >= 400) return
+    for (const key of invalidatedKeys(deps.config.routes, routed, headers)) {
+      deps.fills.invalidate(key)
+      purges.push(deps.store.purge(key))
+    }
+  })
+  for (const result of await Promise.allSettled(purges)) {
+    if (result.status === 'rejected') x.log.warn({ err: result.reason }, 'cache invalidation failed')
+  }
 }
 
 function freshnessOf(entry: CachedEntry, rule: CacheRule | undefined): Freshness {

@@ -9,7 +9,7 @@ import { pipeline } from 'node:stream/promises'
 import { createProxyServer, type ProxyServer } from 'httpxy'
 import type { Logger } from 'pino'
 import type { Routed } from './route.js'
-import type { UpstreamClient, UpstreamResponse } from '../upstream/client.js'
+import { discardBody, type UpstreamClient, type UpstreamResponse } from '../upstream/client.js'
 import { stripHopByHop } from '../http/headers.js'
 import { buildHead, writeHead } from '../respond/head.js'
 import { privateHeaders } from './forward-headers.js'
@@ -30,15 +30,24 @@ export class PassThrough {
   }
 
   /**
-   * Proxies a request with a body or an unsafe method. Resolves once the response is complete
-   * with the upstream's status and headers; status 0 when no upstream response arrived (the
-   * client got a 502, or had already gone).
+   * Proxies a request with a body or an unsafe method. `onResponse` runs as soon as the upstream's
+   * status and headers are in, before they are passed on. Resolves once the response is complete
+   * with that status and headers; status 0 when no upstream response arrived (the client got a
+   * 502, or had already gone).
    */
-  async web(req: IncomingMessage, res: ServerResponse, routed: Routed): Promise<{ status: number; headers: IncomingHttpHeaders; target: URL }> {
+  async web(
+    req: IncomingMessage,
+    res: ServerResponse,
+    routed: Routed,
+    onResponse?: (status: number, headers: IncomingHttpHeaders) => void,
+  ): Promise<{ status: number; headers: IncomingHttpHeaders; target: URL }> {
     const target = upstreamUrl(routed)
     let upstream: IncomingMessage | undefined
+    // Called when the upstream's headers arrive, before the client sees any of the response.
     const onProxyRes = (proxyRes: IncomingMessage, r: IncomingMessage): void => {
-      if (r === req) upstream = proxyRes
+      if (r !== req) return
+      upstream = proxyRes
+      onResponse?.(proxyRes.statusCode ?? 0, proxyRes.headers)
     }
     this.#proxy.on('proxyRes', onProxyRes)
     res.setHeader('Cache-Status', 'cachemir; fwd=method')
@@ -123,14 +132,14 @@ export async function streamResponse(
   writeHead(res, response.status, response.statusText, buildHead(stripHopByHop(response.headers), { cacheStatus }))
   if (req.method === 'HEAD') {
     // The body (of a GET made on a HEAD's behalf) is not wanted: drop it rather than download it.
-    response.body.destroy()
+    discardBody(response.body)
     res.end()
     return
   }
   try {
     await pipeline(response.body, res)
   } catch {
-    response.body.destroy()
+    discardBody(response.body)
     res.destroy()
   }
 }

@@ -97,7 +97,7 @@ export class UpstreamClient {
           requestAt,
           responseAt: this.#now(),
         }
-        lastResponse?.body.destroy()
+        if (lastResponse !== undefined) discardBody(lastResponse.body)
         if (res.statusCode < 500 || i === route.upstreams.length - 1) return response
         lastResponse = response
         this.counters.failures++
@@ -124,4 +124,13 @@ export function toUpstreamError(method: string, url: URL, err: unknown): Cachemi
     return new UpstreamTimeoutError(method, url.href, { cause: err })
   }
   return new UpstreamError(method, url.href, { cause: err })
+}
+
+/**
+ * Drops an upstream body nobody will read. undici's body emits an error when destroyed before its
+ * end; without a listener that error would crash the process.
+ */
+export function discardBody(body: Readable): void {
+  body.on('error', () => {})
+  body.destroy()
 }

@@ -45,6 +45,11 @@ export class FillRegistry {
     return { fill, joined: false }
   }
 
+  /** Stops every running fill for the URL `key` (any variant) from storing what it fetched. */
+  invalidate(key: string): void {
+    for (const fill of [...this.#fills.values()]) if (fill.key === key) fill.invalidate()
+  }
+
   get size(): number {
     return this.#fills.size
   }

@@ -25,7 +25,7 @@ import type { TieredStore } from '../cache/tiered-store.js'
 import { getRaw, stripHopByHop, withoutFields } from '../http/headers.js'
 import { canStore, fieldsNotStored, type StoreDecision } from '../policy/freshness.js'
 import { varyNames, varyRecord, variantKey } from '../cache/vary.js'
-import { toUpstreamError, type UpstreamClient, type UpstreamResponse } from './client.js'
+import { discardBody, toUpstreamError, type UpstreamClient, type UpstreamResponse } from './client.js'
 
 /** What the upstream's answer turned out to be, known once its headers are in. */
 export type FillOutcome =
@@ -99,6 +99,7 @@ export class Fill {
   #readers = 0
   #waiters: (() => void)[] = []
   #claimable: Readable | undefined
+  #invalidated = false
   readonly #onDone: () => void
 
   constructor(params: FillParams, store: TieredStore, upstream: UpstreamClient, log: Logger, onDone: () => void) {
@@ -143,6 +144,15 @@ export class Fill {
     return body
   }
 
+  /**
+   * The URL was invalidated (a successful unsafe request) while this fill ran: its clients still
+   * get the response they asked for, but it is not stored and no later request joins it.
+   */
+  invalidate(): void {
+    this.#invalidated = true
+    this.#onDone()
+  }
+
   /** Stops the fill (server shutdown): readers see a failure. */
   abort(): void {
     this.#abort.abort()
@@ -181,6 +191,10 @@ export class Fill {
 
     if (response.status === 304 && previous !== undefined) {
       response.body.resume()
+      if (this.#invalidated) {
+        const entry: CachedEntry = { ...previous, meta: this.#metaAfter304(previous.meta, response), freshness: undefined }
+        return this.#finishEarly({ kind: 'not-modified', entry })
+      }
       try {
         const entry = await this.#store.refresh(previous, this.#metaAfter304(previous.meta, response))
         return this.#finishEarly({ kind: 'not-modified', entry })
@@ -195,7 +209,10 @@ export class Fill {
     if (!decision.storable) {
       this.#claimable = response.body
       // Nobody claimed it (the initiator left, or the fill was started by a tool): drop the body.
-      setImmediate(() => this.claimBody()?.destroy())
+      setImmediate(() => {
+        const body = this.claimBody()
+        if (body !== undefined) discardBody(body)
+      })
       return this.#finishEarly({ kind: 'uncacheable', response, reason: decision.reason })
     }
     try {
@@ -203,7 +220,10 @@ export class Fill {
     } catch (err) {
       this.#log.warn({ err, key: this.key }, 'cannot create cache file; passing through')
       this.#claimable = response.body
-      setImmediate(() => this.claimBody()?.destroy())
+      setImmediate(() => {
+        const body = this.claimBody()
+        if (body !== undefined) discardBody(body)
+      })
       return this.#finishEarly({ kind: 'uncacheable', response, reason: 'disk' })
     }
     this.state = 'streaming'
@@ -250,7 +270,7 @@ export class Fill {
         throw new UpstreamBodyError(response.url.href, `got ${this.committedBytes} of ${this.totalBytes} bytes`)
       }
     } catch (err) {
-      response.body.destroy()
+      discardBody(response.body)
       this.error = err instanceof UpstreamBodyError ? err : toUpstreamError('GET', response.url, err)
       this.state = 'failed'
       this.#log.warn({ err, key: this.key, bytes: this.committedBytes }, 'upstream body failed; nothing stored')
@@ -263,6 +283,12 @@ export class Fill {
     // Readers can finish their responses now; committing to the store happens behind them.
     this.bodyComplete = true
     this.#notify()
+    if (this.#invalidated) {
+      await unlink(temp.path).catch(() => {})
+      this.state = 'complete'
+      this.#finish()
+      return
+    }
     try {
       const meta: EntryMeta = {
         v: 1,
@@ -282,6 +308,12 @@ export class Fill {
       this.entry = await this.#store.commit(temp, meta, this.params.previous?.meta, body)
       await this.#store.setVaryNames(this.key, varyNames(getRaw(this.headers, 'vary')))
       this.stored = true
+      // Invalidated while committing: the purge ran before our commit landed; undo it.
+      if (this.#invalidated) {
+        this.stored = false
+        this.entry = undefined
+        await this.#store.purge(this.key)
+      }
     } catch (err) {
       this.#log.warn({ err, key: this.key }, 'cache write failed; response served but not stored')
       await unlink(temp.path).catch(() => {})
