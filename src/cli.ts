@@ -13,8 +13,6 @@ import { startMirror, type Mirror } from './server.js'
 
 const EXIT_RUNTIME = 1
 const EXIT_CONFIG = 2
-/** How long in-flight responses may run on after SIGTERM before connections are closed. */
-const SHUTDOWN_GRACE_MS = 10_000
 
 function fail(message: string, code: number): never {
   process.stderr.write(`cachemir: ${message}\n`)
@@ -37,8 +35,8 @@ async function serve(args: ConfigInput): Promise<void> {
     if (stopping !== undefined) return
     stopping = signal
     if (mirror === undefined) return
-    log.info({ signal, graceMs: SHUTDOWN_GRACE_MS }, 'shutting down')
-    mirror.close(SHUTDOWN_GRACE_MS).then(
+    log.info({ signal, graceMs: config.shutdownGraceMs }, 'shutting down')
+    mirror.close(config.shutdownGraceMs).then(
       () => exitAfterFlush(log, 0),
       (err: unknown) => {
         log.error({ err }, 'error during shutdown')
@@ -81,7 +79,13 @@ await yargs(hideBin(process.argv))
         .option('max-disk', { type: 'string', describe: `Disk budget for cached bodies, e.g. 10GiB (default 10GiB) ${envNote('maxDisk')}` })
         .option('max-memory', { type: 'string', describe: `Memory budget, e.g. 256MiB (default 256MiB) ${envNote('maxMemory')}` })
         .option('config', { type: 'string', describe: `JSON config file with routes and rules ${envNote('config')}` })
-        .option('log-level', { type: 'string', describe: `fatal, error, warn, info, debug, trace or silent (default info) ${envNote('logLevel')}` }),
+        .option('log-level', { type: 'string', describe: `fatal, error, warn, info, debug, trace or silent (default info) ${envNote('logLevel')}` })
+        .option('offline', { type: 'boolean', describe: `Serve only from cache; never contact an upstream ${envNote('offline')}` })
+        .option('shutdown-grace', { type: 'string', describe: `After SIGTERM, how long in-flight responses may finish (default 10s) ${envNote('shutdownGrace')}` })
+        .option('ca-file', { type: 'string', describe: `PEM file of extra CAs trusted for https upstreams ${envNote('caFile')}` })
+        .option('connect-timeout', { type: 'string', describe: `Upstream connect timeout (default 10s) ${envNote('connectTimeout')}` })
+        .option('headers-timeout', { type: 'string', describe: `Upstream response headers timeout (default 30s) ${envNote('headersTimeout')}` })
+        .option('idle-timeout', { type: 'string', describe: `Longest upstream body silence (default 60s) ${envNote('idleTimeout')}` }),
     (argv) =>
       serve({
         upstream: argv.upstream,
@@ -91,6 +95,12 @@ await yargs(hideBin(process.argv))
         maxMemory: argv['max-memory'],
         config: argv.config,
         logLevel: argv['log-level'],
+        offline: argv.offline,
+        shutdownGrace: argv['shutdown-grace'],
+        caFile: argv['ca-file'],
+        connectTimeout: argv['connect-timeout'],
+        headersTimeout: argv['headers-timeout'],
+        idleTimeout: argv['idle-timeout'],
       }),
   )
   .strict()

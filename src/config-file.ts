@@ -3,25 +3,34 @@
 
 import fs from 'node:fs'
 import path from 'node:path'
-import type { CacheMode, CacheRule, LogLevel, Route } from './config.js'
+import type { CacheMode, CacheRule, LogLevel, Route, TimeoutOverrides } from './config.js'
 import { parseDuration } from './util/units.js'
-import { checkDir, checkKeys, checkListen, checkLogLevel, checkPrefix, checkSize, checkUpstreamArray, isObject, show, type Given, type Listen } from './config-values.js'
+import { checkBoolean, checkDuration, checkReadableFile, checkTimeouts, checkDir, checkKeys, checkListen, checkLogLevel, checkPrefix, checkSize, checkUpstreamArray, isObject, show, type Given, type Listen } from './config-values.js'
 
 const CACHE_MODES = ['default', 'immutable', 'revalidate', 'no-store'] as const satisfies readonly CacheMode[]
-const TOP_KEYS = ['$schema', 'listen', 'cacheDir', 'maxDisk', 'maxMemory', 'logLevel', 'upstreams', 'routes']
-const ROUTE_KEYS = ['prefix', 'upstreams', 'rules']
+const TOP_KEYS = ['$schema', 'listen', 'cacheDir', 'maxDisk', 'maxMemory', 'logLevel', 'upstreams', 'routes', 'offline', 'shutdownGrace', 'caFile', 'timeouts']
+const ROUTE_KEYS = ['prefix', 'upstreams', 'rules', 'timeouts', 'followRedirects']
 const RULE_KEYS = ['match', 'cache', 'ttl', 'storeSetCookie']
 const RULE_EXAMPLE = String.raw`{"match": "\\.deb$", "cache": "immutable"}`
 
 /** What a config file contributed, already validated; `undefined` means absent or invalid. */
+/** A route as the file declares it; its timeouts are completed with the global ones later. */
+export interface RouteSpec extends Omit<Route, 'timeouts'> {
+  readonly timeoutOverrides: TimeoutOverrides
+}
+
 export interface FileSettings {
   listen?: Listen | undefined
   cacheDir?: string | undefined
   maxDiskBytes?: number | undefined
   maxMemoryBytes?: number | undefined
   logLevel?: LogLevel | undefined
+  offline?: boolean | undefined
+  shutdownGraceMs?: number | undefined
+  ca?: string | undefined
+  timeouts?: TimeoutOverrides | undefined
   upstreams?: { readonly field: string; readonly urls: readonly URL[] | undefined } | undefined
-  readonly routes: Route[]
+  readonly routes: RouteSpec[]
   /** How many entries the file's `routes` array has, valid or not. */
   declaredRoutes: number
   /** Each route prefix seen (valid or not) and the field of the route that declared it. */
@@ -63,6 +72,10 @@ export function readConfigFile(source: Given, problems: string[]): FileSettings 
   if (has('maxDisk')) settings.maxDiskBytes = checkSize(at('maxDisk'), '10GiB', problems)
   if (has('maxMemory')) settings.maxMemoryBytes = checkSize(at('maxMemory'), '256MiB', problems)
   if (has('logLevel')) settings.logLevel = checkLogLevel(at('logLevel'), problems)
+  if (has('offline')) settings.offline = checkBoolean(at('offline'), problems)
+  if (has('shutdownGrace')) settings.shutdownGraceMs = checkDuration(at('shutdownGrace'), '10s', problems)
+  if (has('caFile')) settings.ca = checkReadableFile(at('caFile'), fileDir, problems)
+  if (has('timeouts')) settings.timeouts = checkTimeouts(at('timeouts'), problems)
   if (has('upstreams')) {
     const upstreams = at('upstreams')
     settings.upstreams = { field: upstreams.field, urls: checkUpstreamArray(upstreams, problems) }
@@ -83,7 +96,7 @@ export function readConfigFile(source: Given, problems: string[]): FileSettings 
   return settings
 }
 
-export function checkRoute(given: Given, prefixes: Map<string, string>, problems: string[]): Route | undefined {
+export function checkRoute(given: Given, prefixes: Map<string, string>, problems: string[]): RouteSpec | undefined {
   const { field, value } = given
   if (!isObject(value)) {
     problems.push(`${field}: expected an object like {"prefix": "/debian/", "upstreams": [...]}, got ${show(value)}`)
@@ -110,8 +123,10 @@ export function checkRoute(given: Given, prefixes: Map<string, string>, problems
     problems.push(`${field}.rules: expected an array like [${RULE_EXAMPLE}], got ${show(rawRules)}`)
     rulesOk = false
   }
-  if (prefix === undefined || upstreams === undefined || !rulesOk) return undefined
-  return Object.freeze({ prefix, upstreams, rules: Object.freeze(rules) })
+  const timeoutOverrides = value['timeouts'] === undefined ? {} : checkTimeouts({ field: `${field}.timeouts`, value: value['timeouts'] }, problems)
+  const followRedirects = value['followRedirects'] === undefined ? false : checkBoolean({ field: `${field}.followRedirects`, value: value['followRedirects'] }, problems)
+  if (prefix === undefined || upstreams === undefined || !rulesOk || timeoutOverrides === undefined || followRedirects === undefined) return undefined
+  return { prefix, upstreams, rules: Object.freeze(rules), timeoutOverrides, followRedirects }
 }
 
 export function checkRule(given: Given, problems: string[]): CacheRule | undefined {

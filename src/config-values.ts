@@ -2,10 +2,11 @@
 // Checks for single configuration values (listen address, sizes, URLs, prefixes, levels): each
 // takes a value and where it came from, and records a problem naming that place when it is bad.
 
+import fs from 'node:fs'
 import net from 'node:net'
 import path from 'node:path'
-import type { LogLevel } from './config.js'
-import { parseSize } from './util/units.js'
+import type { LogLevel, TimeoutOverrides } from './config.js'
+import { parseDuration, parseSize } from './util/units.js'
 
 /** Where the mirror listens when only a port is given. */
 export const DEFAULT_HOST = '127.0.0.1'
@@ -155,4 +156,61 @@ export function show(value: unknown): string {
   if (value === undefined) return 'nothing'
   const json = JSON.stringify(value)
   return json.length > 80 ? `${json.slice(0, 77)}...` : json
+}
+
+/** A duration: a string like "30s" or a number of seconds. */
+export function checkDuration({ field, value }: Given, example: string, problems: string[]): number | undefined {
+  const ms =
+    typeof value === 'string' ? parseDuration(value)
+    : typeof value === 'number' && Number.isFinite(value) && value >= 0 ? Math.round(value * 1000)
+    : undefined
+  if (ms === undefined || !Number.isSafeInteger(ms)) {
+    problems.push(`${field}: expected a duration like "${example}" or a number of seconds, got ${show(value)}`)
+    return undefined
+  }
+  return ms
+}
+
+/** true/false, or (from a flag or variable) "1", "0", "true", "false", "yes", "no". */
+export function checkBoolean({ field, value }: Given, problems: string[]): boolean | undefined {
+  if (typeof value === 'boolean') return value
+  const text = typeof value === 'string' ? value.trim().toLowerCase() : undefined
+  if (text === '1' || text === 'true' || text === 'yes') return true
+  if (text === '0' || text === 'false' || text === 'no') return false
+  problems.push(`${field}: expected true or false, got ${show(value)}`)
+  return undefined
+}
+
+/** A readable file's text (PEM bundles). */
+export function checkReadableFile({ field, value }: Given, base: string, problems: string[]): string | undefined {
+  if (typeof value !== 'string' || value === '') {
+    problems.push(`${field}: expected a file path, got ${show(value)}`)
+    return undefined
+  }
+  try {
+    return fs.readFileSync(path.resolve(base, value), 'utf8')
+  } catch (err) {
+    const code = err instanceof Error && 'code' in err ? String(err.code) : String(err)
+    problems.push(`${field}: cannot read ${JSON.stringify(value)}: ${code}`)
+    return undefined
+  }
+}
+
+/** A `timeouts` object: `{ "connect": "10s", "headers": "30s", "idle": "60s" }`, each optional. */
+export function checkTimeouts({ field, value }: Given, problems: string[]): TimeoutOverrides | undefined {
+  if (!isObject(value)) {
+    problems.push(`${field}: expected an object like {"connect": "10s", "headers": "30s", "idle": "60s"}, got ${show(value)}`)
+    return undefined
+  }
+  checkKeys(value, ['connect', 'headers', 'idle'], (key) => `${field}.${key}`, problems)
+  const out: { connectMs?: number; headersMs?: number; bodyIdleMs?: number } = {}
+  const one = (key: string, example: string): number | undefined =>
+    value[key] === undefined ? undefined : checkDuration({ field: `${field}.${key}`, value: value[key] }, example, problems)
+  const connectMs = one('connect', '10s')
+  const headersMs = one('headers', '30s')
+  const bodyIdleMs = one('idle', '60s')
+  if (connectMs !== undefined) out.connectMs = connectMs
+  if (headersMs !== undefined) out.headersMs = headersMs
+  if (bodyIdleMs !== undefined) out.bodyIdleMs = bodyIdleMs
+  return out
 }

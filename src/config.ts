@@ -4,8 +4,8 @@
 import os from 'node:os'
 import path from 'node:path'
 import { ConfigError } from './errors.js'
-import { readConfigFile, type FileSettings } from './config-file.js'
-import { checkDir, checkListen, checkLogLevel, checkSize, checkUpstreams, DEFAULT_HOST, type Given } from './config-values.js'
+import { readConfigFile, type FileSettings, type RouteSpec } from './config-file.js'
+import { checkBoolean, checkDir, checkDuration, checkListen, checkLogLevel, checkReadableFile, checkSize, checkUpstreams, DEFAULT_HOST, type Given } from './config-values.js'
 
 /** How a per-route rule overrides the upstream's caching headers for matching paths. */
 export type CacheMode =
@@ -28,6 +28,18 @@ export interface CacheRule {
   readonly storeSetCookie?: boolean
 }
 
+/** Limits on one upstream exchange. */
+export interface Timeouts {
+  /** TCP (and TLS) connect. */
+  readonly connectMs: number
+  /** From sending the request to the end of the response headers. */
+  readonly headersMs: number
+  /** Longest silence between two body chunks; a stalled body is a mid-body failure. */
+  readonly bodyIdleMs: number
+}
+
+export type TimeoutOverrides = Partial<Timeouts>
+
 export interface Route {
   /** Path prefix served by this route; starts and ends with `/` (the catch-all route is `/`). */
   readonly prefix: string
@@ -35,6 +47,10 @@ export interface Route {
   readonly upstreams: readonly URL[]
   /** First matching rule wins; no match means mode `default`. */
   readonly rules: readonly CacheRule[]
+  /** This route's upstream limits (the global ones, overridden per route). */
+  readonly timeouts: Timeouts
+  /** Follow upstream redirects that stay within this route's upstreams, storing the target under the requested key. */
+  readonly followRedirects: boolean
 }
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
@@ -52,6 +68,14 @@ export interface Config {
   readonly logLevel: LogLevel
   /** Longest matching prefix wins. */
   readonly routes: readonly Route[]
+  /** Serve only from cache; never contact an upstream. */
+  readonly offline: boolean
+  /** After SIGTERM, how long in-flight responses may run on before connections are closed. */
+  readonly shutdownGraceMs: number
+  /** Extra trusted CA certificates (PEM) for https upstreams. */
+  readonly ca: string | undefined
+  /** Default upstream limits (routes may override). */
+  readonly timeouts: Timeouts
 }
 
 
@@ -72,6 +96,10 @@ export function defaultCacheDir(env: Record<string, string | undefined>): string
  * resolveConfig() recomputes it from the `env` it is given.
  */
 export const DEFAULTS: Readonly<Omit<Config, 'routes'>> = Object.freeze({
+  offline: false,
+  shutdownGraceMs: 10_000,
+  ca: undefined,
+  timeouts: Object.freeze({ connectMs: 10_000, headersMs: 30_000, bodyIdleMs: 60_000 }),
   host: DEFAULT_HOST,
   port: 8080,
   cacheDir: defaultCacheDir(process.env),
@@ -96,6 +124,16 @@ export interface ConfigInput {
   config?: string | undefined
   /** `--log-level`, one of the pino levels or `silent`. */
   logLevel?: string | undefined
+  /** `--offline`: serve only from cache. */
+  offline?: boolean | string | undefined
+  /** `--shutdown-grace`, a duration such as `10s`. */
+  shutdownGrace?: string | undefined
+  /** `--ca-file`, a PEM bundle of extra trusted CAs. */
+  caFile?: string | undefined
+  /** `--connect-timeout`, `--headers-timeout`, `--idle-timeout`: durations. */
+  connectTimeout?: string | undefined
+  headersTimeout?: string | undefined
+  idleTimeout?: string | undefined
 }
 
 /** The environment variable behind each setting; each is overridden by its flag. */
@@ -107,6 +145,12 @@ export const ENV_VARS = Object.freeze({
   maxMemory: 'CACHEMIR_MAX_MEMORY',
   config: 'CACHEMIR_CONFIG',
   logLevel: 'CACHEMIR_LOG_LEVEL',
+  offline: 'CACHEMIR_OFFLINE',
+  shutdownGrace: 'CACHEMIR_SHUTDOWN_GRACE',
+  caFile: 'CACHEMIR_CA_FILE',
+  connectTimeout: 'CACHEMIR_CONNECT_TIMEOUT',
+  headersTimeout: 'CACHEMIR_HEADERS_TIMEOUT',
+  idleTimeout: 'CACHEMIR_IDLE_TIMEOUT',
 } as const satisfies Record<keyof ConfigInput, string>)
 
 const FLAGS = {
@@ -117,6 +161,12 @@ const FLAGS = {
   maxMemory: '--max-memory',
   config: '--config',
   logLevel: '--log-level',
+  offline: '--offline',
+  shutdownGrace: '--shutdown-grace',
+  caFile: '--ca-file',
+  connectTimeout: '--connect-timeout',
+  headersTimeout: '--headers-timeout',
+  idleTimeout: '--idle-timeout',
 } as const satisfies Record<keyof ConfigInput, string>
 
 
@@ -158,8 +208,24 @@ export function resolveConfig(args: ConfigInput, env: Record<string, string | un
   const maxDiskBytes = pick('maxDisk', file?.maxDiskBytes, (g) => checkSize(g, '10GiB', problems))
   const maxMemoryBytes = pick('maxMemory', file?.maxMemoryBytes, (g) => checkSize(g, '256MiB', problems))
   const logLevel = pick('logLevel', file?.logLevel, (g) => checkLogLevel(g, problems))
+  const offline = pick('offline', file?.offline, (g) => checkBoolean(g, problems))
+  const shutdownGraceMs = pick('shutdownGrace', file?.shutdownGraceMs, (g) => checkDuration(g, '10s', problems))
+  const ca = pick('caFile', file?.ca, (g) => checkReadableFile(g, process.cwd(), problems))
+  const timeouts: Timeouts = {
+    connectMs: pick('connectTimeout', file?.timeouts?.connectMs, (g) => checkDuration(g, '10s', problems)) ?? DEFAULTS.timeouts.connectMs,
+    headersMs: pick('headersTimeout', file?.timeouts?.headersMs, (g) => checkDuration(g, '30s', problems)) ?? DEFAULTS.timeouts.headersMs,
+    bodyIdleMs: pick('idleTimeout', file?.timeouts?.bodyIdleMs, (g) => checkDuration(g, '60s', problems)) ?? DEFAULTS.timeouts.bodyIdleMs,
+  }
   // An unreadable file has already been reported; what routes it meant to declare is unknown.
-  const routes = buildRoutes(args, env, file, configFile !== undefined && file === undefined, problems)
+  const routes = buildRoutes(args, env, file, configFile !== undefined && file === undefined, problems).map((spec) =>
+    Object.freeze({
+      prefix: spec.prefix,
+      upstreams: spec.upstreams,
+      rules: spec.rules,
+      followRedirects: spec.followRedirects,
+      timeouts: Object.freeze({ ...timeouts, ...spec.timeoutOverrides }),
+    }),
+  )
 
   if (problems.length > 0) throw new ConfigError(problems)
   return Object.freeze({
@@ -170,6 +236,10 @@ export function resolveConfig(args: ConfigInput, env: Record<string, string | un
     maxMemoryBytes: maxMemoryBytes ?? DEFAULTS.maxMemoryBytes,
     logLevel: logLevel ?? DEFAULTS.logLevel,
     routes: Object.freeze(routes.sort((a, b) => b.prefix.length - a.prefix.length)),
+    offline: offline ?? DEFAULTS.offline,
+    shutdownGraceMs: shutdownGraceMs ?? DEFAULTS.shutdownGraceMs,
+    ca: ca ?? DEFAULTS.ca,
+    timeouts: Object.freeze(timeouts),
   })
 }
 
@@ -185,7 +255,7 @@ function buildRoutes(
   file: FileSettings | undefined,
   fileFailed: boolean,
   problems: string[],
-): Route[] {
+): RouteSpec[] {
   const routes = [...(file?.routes ?? [])]
   const fromEnv = env[ENV_VARS.upstream]?.trim() ?? ''
   let catchAll = file?.upstreams
@@ -202,7 +272,7 @@ function buildRoutes(
   if (catchAll !== undefined && rootRoute !== undefined) {
     problems.push(`${catchAll.field}: upstreams given twice for prefix / (also ${rootRoute})`)
   } else if (catchAll?.urls !== undefined) {
-    routes.push(Object.freeze({ prefix: '/', upstreams: catchAll.urls, rules: Object.freeze([]) }))
+    routes.push({ prefix: '/', upstreams: catchAll.urls, rules: Object.freeze([]), followRedirects: false, timeoutOverrides: {} })
   } else if (catchAll === undefined && (file?.declaredRoutes ?? 0) === 0 && !fileFailed) {
     problems.push(`${FLAGS.upstream}: at least one upstream is required (or a config file with routes)`)
   }

@@ -10,7 +10,7 @@ import { ConfigError } from './errors.js'
 import type { ScanResult } from './cache/disk-store.js'
 import { TieredStore } from './cache/tiered-store.js'
 import { FillRegistry } from './upstream/fill-registry.js'
-import { UpstreamClient, DEFAULT_TIMEOUTS } from './upstream/client.js'
+import { UpstreamClient } from './upstream/client.js'
 import { PassThrough } from './proxy/pass-through.js'
 import { routeRequest } from './proxy/route.js'
 import { handle, type Deps, type Exchange } from './proxy/handle.js'
@@ -36,6 +36,10 @@ export interface Mirror {
 export interface MirrorOptions {
   /** Clock for freshness decisions (epoch ms); tests may pass their own. */
   readonly now?: () => number
+  /** A client socket with no traffic either way for this long is closed (default 120 s). */
+  readonly clientIdleMs?: number
+  /** A client must send its whole request head within this time (default 30 s). */
+  readonly clientHeadersMs?: number
 }
 
 export async function startMirror(config: Config, log: Logger, options: MirrorOptions = {}): Promise<Mirror> {
@@ -46,7 +50,7 @@ export async function startMirror(config: Config, log: Logger, options: MirrorOp
     log: log.child({ component: 'store' }),
   })
   const now = options.now ?? Date.now
-  const upstream = new UpstreamClient(DEFAULT_TIMEOUTS, now)
+  const upstream = new UpstreamClient({ now, ca: config.ca, env: process.env })
   const fills = new FillRegistry(store, upstream, log.child({ component: 'fill' }))
   const passThrough = new PassThrough(log.child({ component: 'pass-through' }))
   const deps: Deps = { config, store, fills, upstream, passThrough, now }
@@ -56,7 +60,9 @@ export async function startMirror(config: Config, log: Logger, options: MirrorOp
   let idle: (() => void) | undefined
   const tunnels = new Set<Socket>()
 
-  const server = createServer({ headersTimeout: 30_000, requestTimeout: 0, keepAliveTimeout: 5_000 }, (req, res) => {
+  // Slow-loris clients get clientHeadersMs for their request head; a client that stops reading
+  // (or sending) for clientIdleMs is disconnected, which releases its file and fill.
+  const server = createServer({ headersTimeout: options.clientHeadersMs ?? 30_000, connectionsCheckingInterval: Math.min(1_000, options.clientHeadersMs ?? 30_000), requestTimeout: 0, keepAliveTimeout: 5_000 }, (req, res) => {
     const t0 = Date.now()
     const x: Exchange = { req, res, log: log.child({ reqId: ++nextId }), outcome: {}, upstreamMs: undefined }
     const socket = req.socket
@@ -87,7 +93,9 @@ export async function startMirror(config: Config, log: Logger, options: MirrorOp
         uptimeMs: Date.now() - startedAt,
         store: store.stats(),
         fills: { active: fills.size, ...fills.counters },
+        offline: config.offline,
         upstream: upstream.counters,
+        routes: config.routes.map((r) => ({ prefix: r.prefix, upstreams: upstream.health.report(r.upstreams) })),
       })
       res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-store', 'Content-Length': Buffer.byteLength(body) })
       res.end(req.method === 'HEAD' ? undefined : body)
@@ -116,6 +124,7 @@ export async function startMirror(config: Config, log: Logger, options: MirrorOp
     else socket.destroy()
   })
 
+  server.setTimeout(options.clientIdleMs ?? 120_000, (socket) => socket.destroy())
   await listen(server, config)
   const address = server.address()
   const port = typeof address === 'object' && address !== null ? address.port : config.port

@@ -9,7 +9,7 @@ import type { CachedEntry } from '../cache/entry.js'
 import type { TieredStore } from '../cache/tiered-store.js'
 import { variantKey, varyMatches, varyRecord } from '../cache/vary.js'
 import { canServeStaleOnError, computeFreshness, currentAgeMs, matchRule, ttlSeconds, type Freshness } from '../policy/freshness.js'
-import { decideUse, parseRequestDirectives } from '../policy/request-directives.js'
+import { decideUse, NO_DIRECTIVES, parseRequestDirectives } from '../policy/request-directives.js'
 import { headerValue } from '../http/headers.js'
 import { formatCacheStatus, type CacheOutcome } from '../respond/cache-status.js'
 import { sendCached } from '../respond/send-cached.js'
@@ -53,7 +53,13 @@ export async function handle(x: Exchange, deps: Deps): Promise<void> {
 
   // Other methods and bodies: pass through; a successful unsafe method invalidates the URL.
   const method = x.req.method ?? 'GET'
-  if (method !== 'GET' && method !== 'HEAD') return passOn(x, deps, routed, method)
+  const offline = deps.config.offline
+  if (method !== 'GET' && method !== 'HEAD') {
+    if (offline) return sendError(x.res, 503, 'offline: only cached GET and HEAD are served', { fwd: 'method', detail: 'offline' })
+    return passOn(x, deps, routed, method)
+  }
+  // Offline: whatever the cache holds, stale included unless the response forbade it; else 504.
+  if (offline) return sendOffline(x, deps, routed)
 
   // A route rule that forbids storing: this client's own upstream request.
   const rule = matchRule(routed.route.rules, routed.relativePath)
@@ -153,7 +159,7 @@ async function fillAndSend(
         const body = joined ? undefined : fill.claimBody()
         if (body === undefined) return await fetchOwn(x, deps, routed, fwd)
         x.outcome = { fwd, detail: outcome.reason }
-        return await streamResponse(req, res, { ...outcome.response, body }, formatCacheStatus(x.outcome))
+        return await streamResponse(req, res, { ...outcome.response, headers: fill.headers, body }, formatCacheStatus(x.outcome))
       }
       case 'failed': {
         // Upstream unreachable: a stale copy beats an error, unless the response forbade it.
@@ -187,6 +193,22 @@ function fillParams(req: IncomingMessage, routed: Routed, rule: CacheRule | unde
     rule,
     previous,
   }
+}
+
+async function sendOffline(x: Exchange, deps: Deps, routed: Routed): Promise<void> {
+  const rule = matchRule(routed.route.rules, routed.relativePath)
+  const { entry } = x.req.headers.authorization === undefined ? await lookup(x, deps, routed) : { entry: undefined }
+  if (entry !== undefined) {
+    const freshness = freshnessOf(entry, rule)
+    const now = deps.now()
+    const ttl = ttlSeconds(freshness, entry.meta.responseAt, now)
+    const fresh = decideUse(freshness, entry.meta.responseAt, now, NO_DIRECTIVES) === 'fresh'
+    if (fresh || !freshness.mustRevalidate) {
+      x.outcome = { hit: true, ttl, ...(fresh ? {} : { detail: 'offline' }) }
+      if ((await sendStored(x, deps, entry, freshness)) === 'sent') return
+    }
+  }
+  sendError(x.res, 504, 'offline: not in cache', { fwd: 'miss', detail: 'offline' })
 }
 
 /** stale-while-revalidate: the client got the stale copy; refresh it without anyone waiting. */

@@ -9,6 +9,7 @@ import { pipeline } from 'node:stream/promises'
 import { createProxyServer, type ProxyServer } from 'httpxy'
 import type { Logger } from 'pino'
 import type { Routed } from './route.js'
+import { isRedirect, rewriteLocation } from '../upstream/redirects.js'
 import { discardBody, type UpstreamClient, type UpstreamResponse } from '../upstream/client.js'
 import { stripHopByHop } from '../http/headers.js'
 import { buildHead, writeHead } from '../respond/head.js'
@@ -118,7 +119,8 @@ export async function fetchPrivately(
     relativePath: routed.relativePath,
     headers: privateHeaders(req.headers),
   })
-  await streamResponse(req, res, response, cacheStatus)
+  const headers = isRedirect(response.status) ? rewriteLocation(response.headers, routed.route, response.url) : response.headers
+  await streamResponse(req, res, { ...response, headers }, cacheStatus)
   return response
 }
 

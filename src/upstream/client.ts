@@ -1,23 +1,14 @@
 // src/upstream/client.ts
-// Talks to upstreams: one undici Pool per upstream origin, timeouts, and trying a route's
-// equivalent upstreams in order until one answers.
+// Talks to upstreams: one undici Pool per upstream origin (or the proxy from HTTP(S)_PROXY),
+// per-route timeouts, and trying a route's equivalent upstreams in order of health.
 
 import type { Readable } from 'node:stream'
-import { Pool } from 'undici'
-import type { Route } from '../config.js'
+import { rootCertificates } from 'node:tls'
+import { EnvHttpProxyAgent, Pool, type Dispatcher } from 'undici'
+import type { Route, Timeouts } from '../config.js'
 import { UpstreamError, UpstreamTimeoutError, type CachemirError } from '../errors.js'
 import { rawFromBuffers } from '../http/headers.js'
-
-export interface UpstreamTimeouts {
-  /** TCP/TLS connect. */
-  readonly connectMs: number
-  /** From sending the request to the end of the response headers. */
-  readonly headersMs: number
-  /** Longest silence between two body chunks. */
-  readonly bodyIdleMs: number
-}
-
-export const DEFAULT_TIMEOUTS: UpstreamTimeouts = { connectMs: 10_000, headersMs: 30_000, bodyIdleMs: 60_000 }
+import { HealthTracker } from './health.js'
 
 export interface UpstreamResponse {
   readonly status: number
@@ -39,53 +30,75 @@ export interface UpstreamRequest {
   readonly signal?: AbortSignal
 }
 
+export interface ClientOptions {
+  /** Stamps request and response times (epoch ms); must be the clock the policy uses. */
+  readonly now?: () => number
+  /** Extra trusted CA certificates (PEM) for https upstreams. */
+  readonly ca?: string | undefined
+  /** The process environment, for HTTP_PROXY / HTTPS_PROXY / NO_PROXY. */
+  readonly env?: Record<string, string | undefined>
+}
+
+const PROXY_VARIABLES = ['HTTP_PROXY', 'HTTPS_PROXY', 'http_proxy', 'https_proxy']
+
 export class UpstreamClient {
-  readonly #pools = new Map<string, Pool>()
-  readonly #timeouts: UpstreamTimeouts
+  readonly #pools = new Map<string, Dispatcher>()
   readonly #now: () => number
+  readonly #ca: string | undefined
+  readonly #useProxy: boolean
+  readonly health: HealthTracker
   /** Requests sent upstream, by outcome; read by health and, later, metrics. */
   readonly counters = { requests: 0, failures: 0, failovers: 0 }
 
-  /** `now` stamps request and response times (epoch ms); it must be the clock the policy uses. */
-  constructor(timeouts: UpstreamTimeouts = DEFAULT_TIMEOUTS, now: () => number = Date.now) {
-    this.#timeouts = timeouts
-    this.#now = now
+  constructor(options: ClientOptions = {}) {
+    this.#now = options.now ?? Date.now
+    // Node's `ca` replaces the default trust store: keep the public roots and add the bundle.
+    this.#ca = options.ca === undefined ? undefined : [...rootCertificates, options.ca].join('\n')
+    const env = options.env ?? {}
+    this.#useProxy = PROXY_VARIABLES.some((name) => (env[name] ?? '') !== '')
+    this.health = new HealthTracker(this.#now)
   }
 
-  #pool(url: URL): Pool {
-    let pool = this.#pools.get(url.origin)
-    if (pool === undefined) {
-      pool = new Pool(url.origin, {
-        connect: { timeout: this.#timeouts.connectMs },
-        headersTimeout: this.#timeouts.headersMs,
-        bodyTimeout: this.#timeouts.bodyIdleMs,
-        keepAliveTimeout: 30_000,
-      })
-      this.#pools.set(url.origin, pool)
+  /** One dispatcher per origin and connect timeout; with a proxy configured, one per timeout. */
+  #dispatcher(url: URL, timeouts: Timeouts): Dispatcher {
+    const connect = { timeout: timeouts.connectMs, ...(this.#ca === undefined ? {} : { ca: this.#ca }) }
+    const key = this.#useProxy ? `proxy|${timeouts.connectMs}` : `${url.origin}|${timeouts.connectMs}`
+    let dispatcher = this.#pools.get(key)
+    if (dispatcher === undefined) {
+      // EnvHttpProxyAgent reads HTTP_PROXY, HTTPS_PROXY and NO_PROXY (either case) itself.
+      dispatcher = this.#useProxy
+        ? new EnvHttpProxyAgent({ connect, ...(this.#ca === undefined ? {} : { proxyTls: { ca: this.#ca }, requestTls: { ca: this.#ca } }) })
+        : new Pool(url.origin, { connect, keepAliveTimeout: 30_000 })
+      this.#pools.set(key, dispatcher)
     }
-    return pool
+    return dispatcher
   }
 
   /**
-   * Sends the request to the route's upstreams in order. A connection error, a timeout or a 5xx
-   * moves on to the next upstream (nothing has reached the client yet). When every upstream
-   * failed, the last 5xx response is returned if there was one, else the last error is thrown.
+   * Sends the request to the route's upstreams: those in rotation first, in configured order. A
+   * connection error, a timeout or a 5xx marks the upstream down for a back-off and moves on to
+   * the next (nothing has reached the client yet). When every upstream failed, the last 5xx
+   * response is returned if there was one, else the last error is thrown.
    */
   async request(route: Route, req: UpstreamRequest): Promise<UpstreamResponse> {
     let lastError: CachemirError | undefined
     let lastResponse: UpstreamResponse | undefined
-    for (const [i, base] of route.upstreams.entries()) {
+    const order = this.health.order(route.upstreams)
+    for (const [i, base] of order.entries()) {
       // './' keeps a relative path that starts with '/' or looks like a scheme ('a:b') under the base.
       const url = new URL(`./${req.relativePath}`, base)
       if (i > 0) this.counters.failovers++
       this.counters.requests++
       const requestAt = this.#now()
       try {
-        const res = await this.#pool(url).request({
+        const res = await this.#dispatcher(url, route.timeouts).request({
+          origin: url.origin,
           path: url.pathname + url.search,
           method: req.method,
           headers: { ...req.headers, host: url.host },
           responseHeaders: 'raw',
+          headersTimeout: route.timeouts.headersMs,
+          bodyTimeout: route.timeouts.bodyIdleMs,
           signal: req.signal ?? null,
         })
         const response: UpstreamResponse = {
@@ -98,12 +111,19 @@ export class UpstreamClient {
           responseAt: this.#now(),
         }
         if (lastResponse !== undefined) discardBody(lastResponse.body)
-        if (res.statusCode < 500 || i === route.upstreams.length - 1) return response
-        lastResponse = response
+        if (res.statusCode < 500) {
+          this.health.succeeded(base)
+          return response
+        }
+        this.health.failed(base, `HTTP ${res.statusCode}`)
         this.counters.failures++
+        if (i === order.length - 1) return response
+        lastResponse = response
       } catch (err) {
+        if (req.signal?.aborted === true) throw toUpstreamError(req.method, url, err)
         this.counters.failures++
         lastError = toUpstreamError(req.method, url, err)
+        this.health.failed(base, lastError.message)
       }
     }
     if (lastResponse !== undefined) return lastResponse

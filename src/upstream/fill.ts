@@ -25,6 +25,7 @@ import type { TieredStore } from '../cache/tiered-store.js'
 import { getRaw, stripHopByHop, withoutFields } from '../http/headers.js'
 import { canStore, fieldsNotStored, type StoreDecision } from '../policy/freshness.js'
 import { varyNames, varyRecord, variantKey } from '../cache/vary.js'
+import { isRedirect, rewriteLocation, targetWithinRoute } from './redirects.js'
 import { discardBody, toUpstreamError, type UpstreamClient, type UpstreamResponse } from './client.js'
 
 /** What the upstream's answer turned out to be, known once its headers are in. */
@@ -59,6 +60,9 @@ export interface FillParams {
   /** The stale entry being revalidated, if any. */
   readonly previous: CachedEntry | undefined
 }
+
+/** Redirect hops a fill follows at most (routes with followRedirects). */
+const MAX_REDIRECTS = 5
 
 /** RFC 9111 §3.2: fields a 304 must not overwrite in the stored response. */
 const NOT_UPDATED_BY_304 = new Set(['content-length', 'content-encoding', 'content-range', 'transfer-encoding'])
@@ -172,6 +176,14 @@ export class Fill {
         response.body.resume()
         response = await upstream.request(route, { method: 'GET', relativePath, headers: this.params.headers, signal: this.#abort.signal })
       }
+      // Redirects within the route are followed when the route says so; the final answer is
+      // stored under the key that was asked for.
+      for (let hop = 0; route.followRedirects && hop < MAX_REDIRECTS && isRedirect(response.status); hop++) {
+        const next = targetWithinRoute(route, response.url, getRaw(response.headers, 'location'))
+        if (next === undefined) break
+        discardBody(response.body)
+        response = await upstream.request(route, { method: 'GET', relativePath: next, headers: this.params.headers, signal: this.#abort.signal })
+      }
     } catch (err) {
       this.upstreamMs = Date.now() - t0
       return this.#finishEarly({ kind: 'failed', error: err as CachemirError })
@@ -181,7 +193,9 @@ export class Fill {
     this.statusText = response.statusText
     // Fields the response keeps from shared caches (private="x", no-cache="x") never reach joiners or disk.
     const hidden = fieldsNotStored(response.headers)
-    this.headers = hidden.size === 0 ? stripHopByHop(response.headers) : withoutFields(stripHopByHop(response.headers), hidden)
+    const kept = hidden.size === 0 ? stripHopByHop(response.headers) : withoutFields(stripHopByHop(response.headers), hidden)
+    // A redirect to one of the route's upstreams sends the client back through the mirror.
+    this.headers = isRedirect(response.status) ? rewriteLocation(kept, route, response.url) : kept
     const names = varyNames(getRaw(this.headers, 'vary'))
     if (names !== undefined) {
       this.vary = varyRecord(names, this.params.requestHeaders)

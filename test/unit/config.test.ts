@@ -90,6 +90,12 @@ test('ENV_VARS names the variable behind each setting', () => {
       maxMemory: 'CACHEMIR_MAX_MEMORY',
       config: 'CACHEMIR_CONFIG',
       logLevel: 'CACHEMIR_LOG_LEVEL',
+      offline: 'CACHEMIR_OFFLINE',
+      shutdownGrace: 'CACHEMIR_SHUTDOWN_GRACE',
+      caFile: 'CACHEMIR_CA_FILE',
+      connectTimeout: 'CACHEMIR_CONNECT_TIMEOUT',
+      headersTimeout: 'CACHEMIR_HEADERS_TIMEOUT',
+      idleTimeout: 'CACHEMIR_IDLE_TIMEOUT',
     },
   )
 })
@@ -448,11 +454,11 @@ test('unknown keys are problems at the top level, in a route and in a rule', (t)
   const cases: [unknown, string][] = [
     [
       { upstreams: [UP], upstream: [UP] },
-      'upstream: unknown key (expected one of listen, cacheDir, maxDisk, maxMemory, logLevel, upstreams, routes)',
+      'upstream: unknown key (expected one of listen, cacheDir, maxDisk, maxMemory, logLevel, upstreams, routes, offline, shutdownGrace, caFile, timeouts)',
     ],
     [
       { routes: [{ prefix: '/', upstream: [UP], upstreams: [UP] }] },
-      'routes[0].upstream: unknown key (expected one of prefix, upstreams, rules)',
+      'routes[0].upstream: unknown key (expected one of prefix, upstreams, rules, timeouts, followRedirects)',
     ],
     [
       { routes: [{ prefix: '/', upstreams: [UP], rules: [{ match: 'x', ttl: 1, maxAge: 3 }] }] },

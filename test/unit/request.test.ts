@@ -8,7 +8,7 @@ import { evaluateRange } from '../../src/respond/range.js'
 import { isNotModified } from '../../src/respond/conditional.js'
 import type { Route } from '../../src/config.js'
 
-const route = (prefix: string): Route => ({ prefix, upstreams: [new URL('http://127.0.0.1:1/base/')], rules: [] })
+const route = (prefix: string): Route => ({ prefix, upstreams: [new URL('http://127.0.0.1:1/base/')], rules: [], followRedirects: false, timeouts: { connectMs: 1000, headersMs: 1000, bodyIdleMs: 1000 } })
 const ROUTES = [route('/debian/security/'), route('/debian/'), route('/')]
 
 test('routing takes the longest prefix and keeps the query', () => {

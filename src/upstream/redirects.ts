@@ -1,0 +1,46 @@
+// src/upstream/redirects.ts
+// Upstream redirects: which ones stay within a route, and how their Location is rewritten to point
+// at the mirror instead of the upstream.
+
+import type { Route } from '../config.js'
+import { getRaw } from '../http/headers.js'
+
+const REDIRECTS = new Set([301, 302, 303, 307, 308])
+
+export function isRedirect(status: number): boolean {
+  return REDIRECTS.has(status)
+}
+
+/**
+ * The request target below the route prefix that `location` (resolved against the URL that
+ * answered) points at, when it lies under one of the route's upstreams; undefined otherwise.
+ */
+export function targetWithinRoute(route: Route, answeredBy: URL, location: string | undefined): string | undefined {
+  if (location === undefined) return undefined
+  let url: URL
+  try {
+    url = new URL(location, answeredBy)
+  } catch {
+    return undefined
+  }
+  for (const upstream of route.upstreams) {
+    if (url.origin === upstream.origin && url.pathname.startsWith(upstream.pathname)) {
+      return url.pathname.slice(upstream.pathname.length) + url.search
+    }
+  }
+  return undefined
+}
+
+/**
+ * Rewrites a Location that points into the route's upstreams to the mirror's own path (a
+ * path-absolute reference, so it works whatever host name the client used). Others are kept.
+ */
+export function rewriteLocation(headers: readonly string[], route: Route, answeredBy: URL): string[] {
+  const target = targetWithinRoute(route, answeredBy, getRaw(headers, 'location'))
+  const out = [...headers]
+  if (target === undefined) return out
+  for (let i = 0; i < out.length; i += 2) {
+    if ((out[i] as string).toLowerCase() === 'location') out[i + 1] = route.prefix + target
+  }
+  return out
+}
