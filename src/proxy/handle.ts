@@ -125,7 +125,7 @@ async function fillAndSend(
   storeKey: string,
 ): Promise<void> {
   const { req, res } = x
-  const { fill, joined } = deps.fills.join(fillParams(req, routed, rule, previous, storeKey))
+  const { fill, joined, cursor } = deps.fills.join(fillParams(req, routed, rule, previous, storeKey))
   try {
     const outcome = await fill.outcome
     x.upstreamMs = fill.upstreamMs
@@ -134,10 +134,14 @@ async function fillAndSend(
     switch (outcome.kind) {
       case 'stream': {
         // Joined a fill whose response varies on a header this request sends differently.
-        if (joined && !varyMatches(fill.vary, req.headers)) return await fetchOwn(x, deps, routed, 'vary-miss')
+        if (joined && !varyMatches(fill.vary, req.headers)) {
+          fill.detach(cursor)
+          return await fetchOwn(x, deps, routed, 'vary-miss')
+        }
         x.outcome = { fwd, stored: true, collapsed: joined, ...(revalidating ? { fwdStatus: fill.status } : {}) }
-        if ((await sendFill(req, res, fill, formatCacheStatus(x.outcome))) === 'sent') return
+        if ((await sendFill(req, res, fill, cursor, formatCacheStatus(x.outcome))) === 'sent') return
         // Several ranges or an unknown length: wait for the whole object, then answer from cache.
+        fill.detach(cursor)
         return await sendWhenStored(x, deps, fill, routed, rule)
       }
       case 'not-modified': {
@@ -172,7 +176,7 @@ async function fillAndSend(
       }
     }
   } finally {
-    fill.release()
+    fill.release(cursor)
   }
 }
 
@@ -216,8 +220,8 @@ function revalidateInBackground(x: Exchange, deps: Deps, routed: Routed, rule: C
   const params = { ...fillParams(x.req, routed, rule, entry, storeKey), requestCacheControl: undefined }
   // Background refreshes carry no credentials: the result is shared.
   if (params.authorized) return
-  const { fill } = deps.fills.join(params)
-  fill.release()
+  const { fill, cursor } = deps.fills.join(params)
+  fill.release(cursor)
 }
 
 /** Waits until the fill is in the store and serves the stored entry (ranges, 416 and so on). */

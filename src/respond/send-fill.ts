@@ -3,7 +3,7 @@
 // rest as it lands. Each client reads at its own pace (see upstream/fill.ts).
 
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import type { Fill } from '../upstream/fill.js'
+import type { Cursor, Fill } from '../upstream/fill.js'
 import { headerValue } from '../http/headers.js'
 import { buildHead, drained, writeHead } from './head.js'
 import { evaluateRange, type ByteRange } from './range.js'
@@ -22,6 +22,7 @@ export async function sendFill(
   req: IncomingMessage,
   res: ServerResponse,
   fill: Fill,
+  cursor: Cursor,
   cacheStatus: string,
 ): Promise<'sent' | 'wait'> {
   if (fill.status === 200 && isNotModified(headerValue(req.headers['if-none-match']), headerValue(req.headers['if-modified-since']), fill.headers)) {
@@ -50,7 +51,7 @@ export async function sendFill(
     res.end()
     return 'sent'
   }
-  await follow(res, fill, range?.start ?? 0, range === undefined ? Infinity : range.end + 1)
+  await follow(res, fill, cursor, range?.start ?? 0, range === undefined ? Infinity : range.end + 1)
   return 'sent'
 }
 
@@ -58,14 +59,23 @@ export async function sendFill(
  * Copies bytes [from, to) of the fill to the client, waiting for the fill where it is ahead.
  * The caller holds a reader reference on the fill (taken when it joined), so the file stays open.
  */
-async function follow(res: ServerResponse, fill: Fill, from: number, to: number): Promise<void> {
+async function follow(res: ServerResponse, fill: Fill, cursor: Cursor, from: number, to: number): Promise<void> {
   let pos = from
+  cursor.pos = from
+  fill.moved()
   while (pos < to && !res.destroyed) {
     if (pos < fill.committedBytes) {
       const chunk = await nextChunk(fill, pos, Math.min(to, fill.committedBytes))
-      if (chunk === undefined) break
+      // Bytes no longer to be had (a relayed fill moved on): never end such a response cleanly.
+      if (chunk === undefined) {
+        res.destroy()
+        return
+      }
       pos += chunk.length
-      if (!res.write(chunk) && !(await drained(res))) return
+      const flushed = res.write(chunk)
+      cursor.pos = pos
+      fill.moved()
+      if (!flushed && !(await drained(res))) return
       continue
     }
     // Caught up: done if the fill is over, else wait for its next chunk.
@@ -84,10 +94,14 @@ async function follow(res: ServerResponse, fill: Fill, from: number, to: number)
 /** The bytes at `pos` (up to `limit`): the chunk just written if it starts there, else a file read. */
 async function nextChunk(fill: Fill, pos: number, limit: number): Promise<Buffer | undefined> {
   const last = fill.lastChunk
-  if (last !== undefined && last.pos === pos && pos + last.buf.length <= limit) return last.buf
+  if (last !== undefined && last.pos <= pos && pos < last.pos + last.buf.length) {
+    return last.buf.subarray(pos - last.pos, Math.min(limit, last.pos + last.buf.length) - last.pos)
+  }
   const file = fill.file
-  if (file === undefined) return undefined
-  const want = Math.min(limit - pos, READ_CHUNK_BYTES)
+  // Past what the file holds (a relaying fill): only the chunk in memory could have served it.
+  if (file === undefined || pos >= fill.fileBytes) return undefined
+  const want = Math.min(limit, fill.fileBytes, pos + READ_CHUNK_BYTES) - pos
+  if (want <= 0) return undefined
   const buf = Buffer.allocUnsafe(want)
   const { bytesRead } = await file.read(buf, 0, want, pos)
   return bytesRead === 0 ? undefined : buf.subarray(0, bytesRead)

@@ -4,7 +4,7 @@
 import type { Logger } from 'pino'
 import type { TieredStore } from '../cache/tiered-store.js'
 import type { UpstreamClient } from './client.js'
-import { Fill, type FillParams } from './fill.js'
+import { Fill, type Cursor, type FillParams } from './fill.js'
 
 /** One fill per key at a time; a fill leaves the registry as soon as its result is in the store. */
 export class FillRegistry {
@@ -29,20 +29,19 @@ export class FillRegistry {
    * The running fill for `params.key`, or a new one; `joined` tells which. The caller holds a
    * reader reference on it and must `release()` it when done, so the temp file stays readable.
    */
-  join(params: FillParams): { fill: Fill; joined: boolean } {
+  join(params: FillParams): { fill: Fill; joined: boolean; cursor: Cursor } {
     const running = this.#fills.get(params.registryKey)
     if (running !== undefined && running.state !== 'failed') {
       this.counters.joined++
-      running.acquire()
-      return { fill: running, joined: true }
+      return { fill: running, joined: true, cursor: running.acquire() }
     }
     this.counters.started++
     const fill: Fill = new Fill(params, this.#store, this.#upstream, this.#log, () => {
       if (this.#fills.get(params.registryKey) === fill) this.#fills.delete(params.registryKey)
     })
-    fill.acquire()
+    const cursor = fill.acquire()
     this.#fills.set(params.registryKey, fill)
-    return { fill, joined: false }
+    return { fill, joined: false, cursor }
   }
 
   /** Stops every running fill for the URL `key` (any variant) from storing what it fetched. */

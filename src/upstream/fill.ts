@@ -28,6 +28,11 @@ import { varyNames, varyRecord, variantKey } from '../cache/vary.js'
 import { isRedirect, rewriteLocation, targetWithinRoute } from './redirects.js'
 import { discardBody, toUpstreamError, type UpstreamClient, type UpstreamResponse } from './client.js'
 
+/** Where one reader is in the body. */
+export interface Cursor {
+  pos: number
+}
+
 /** What the upstream's answer turned out to be, known once its headers are in. */
 export type FillOutcome =
   /** A storable response: read the body with `readAt`/`waitForProgress`. */
@@ -80,8 +85,12 @@ export class Fill {
   totalBytes: number | undefined
   /** The whole body is in the temp file and checked (it may still be committing to the store). */
   bodyComplete = false
-  /** Bytes written to the temp file so far; readers may read below this. */
+  /** Bytes received so far; readers may take bytes below this. */
   committedBytes = 0
+  /** Bytes in the temp file; below this a reader may read the file. */
+  fileBytes = 0
+  /** The disk failed or the body outgrew the budget: later chunks exist only as `lastChunk`. */
+  relaying = false
   /** The most recent chunk and where it starts, for readers that are caught up. */
   lastChunk: { readonly pos: number; readonly buf: Buffer } | undefined
   error: Error | undefined
@@ -101,6 +110,8 @@ export class Fill {
   readonly #abort = new AbortController()
   #temp: TempBody | undefined
   #readers = 0
+  readonly #cursors = new Set<Cursor>()
+  #cursorWaiter: (() => void) | undefined
   #waiters: (() => void)[] = []
   #claimable: Readable | undefined
   #invalidated = false
@@ -121,14 +132,35 @@ export class Fill {
     return this.#temp?.fh
   }
 
-  /** Registers a reader; the temp file stays open until every reader has released it. */
-  acquire(): void {
+  /**
+   * Registers a reader and returns its cursor; the temp file stays open until every reader has
+   * released it. A reader advances `cursor.pos` (and calls `moved()`) as it takes bytes.
+   */
+  acquire(): Cursor {
     this.#readers++
+    const cursor: Cursor = { pos: 0 }
+    this.#cursors.add(cursor)
+    return cursor
   }
 
-  release(): void {
+  release(cursor: Cursor): void {
     this.#readers--
+    this.#cursors.delete(cursor)
+    this.moved()
     this.#closeIfIdle()
+  }
+
+  /** This reader will not read the body (it waits for the store, or fetches its own): never wait for it. */
+  detach(cursor: Cursor): void {
+    cursor.pos = Number.POSITIVE_INFINITY
+    this.moved()
+  }
+
+  /** A reader's cursor advanced. */
+  moved(): void {
+    const wake = this.#cursorWaiter
+    this.#cursorWaiter = undefined
+    wake?.()
   }
 
   /** Resolves at the next change: more bytes, completion or failure. */
@@ -261,6 +293,43 @@ export class Fill {
     return decision
   }
 
+  /**
+   * Writes a chunk to the temp file. If the disk refuses (ENOSPC, EIO) or the body outgrows the
+   * disk budget, the fill stops caching and relays the rest from memory: clients still get the
+   * whole response, nothing partial is stored, and the error is logged once.
+   */
+  async #writeOrRelay(temp: TempBody, chunk: Buffer): Promise<void> {
+    if (!this.#store.fits(this.committedBytes + chunk.length)) return this.#startRelay(temp, undefined, 'larger than the disk budget')
+    try {
+      let off = 0
+      while (off < chunk.length) {
+        const { bytesWritten } = await temp.fh.write(chunk, off, chunk.length - off, this.committedBytes + off)
+        off += bytesWritten
+      }
+      this.fileBytes = this.committedBytes + chunk.length
+    } catch (err) {
+      this.#startRelay(temp, err, 'cache write failed')
+    }
+  }
+
+  #startRelay(temp: TempBody, err: unknown, reason: string): void {
+    this.relaying = true
+    this.#log.warn({ err, key: this.key, bytes: this.committedBytes }, `${reason}; passing the response through uncached`)
+    // Nobody new may join: the bytes relayed so far are gone from memory.
+    this.#onDone()
+    void unlink(temp.path).catch(() => {})
+  }
+
+  /** Resolves once every reader has taken the bytes below `pos` (or left). */
+  async #allReadersPast(pos: number): Promise<void> {
+    for (;;) {
+      let behind = false
+      for (const cursor of this.#cursors) if (cursor.pos < pos) behind = true
+      if (!behind || this.#abort.signal.aborted) return
+      await new Promise<void>((resolve) => (this.#cursorWaiter = resolve))
+    }
+  }
+
   /** Copies the upstream body into the temp file, then commits it to the store. */
   async #pump(response: UpstreamResponse): Promise<void> {
     const temp = this.#temp as TempBody
@@ -269,16 +338,14 @@ export class Fill {
     let kept: Buffer[] | undefined = []
     try {
       for await (const chunk of response.body as AsyncIterable<Buffer>) {
-        let off = 0
-        while (off < chunk.length) {
-          const { bytesWritten } = await temp.fh.write(chunk, off, chunk.length - off, this.committedBytes + off)
-          off += bytesWritten
-        }
+        if (!this.relaying) await this.#writeOrRelay(temp, chunk)
         digest.update(chunk)
         if (kept !== undefined) kept = this.committedBytes + chunk.length <= keepLimit ? (kept.push(chunk), kept) : undefined
         this.lastChunk = { pos: this.committedBytes, buf: chunk }
         this.committedBytes += chunk.length
         this.#notify()
+        // Relaying: this chunk lives only in memory, so every reader takes it before the next.
+        if (this.relaying) await this.#allReadersPast(this.committedBytes)
       }
       if (this.totalBytes !== undefined && this.committedBytes !== this.totalBytes) {
         throw new UpstreamBodyError(response.url.href, `got ${this.committedBytes} of ${this.totalBytes} bytes`)
@@ -293,10 +360,15 @@ export class Fill {
       await unlink(temp.path).catch(() => {})
       return
     }
-    this.lastChunk = undefined
     // Readers can finish their responses now; committing to the store happens behind them.
     this.bodyComplete = true
     this.#notify()
+    if (this.relaying) {
+      this.state = 'complete'
+      this.#finish()
+      return
+    }
+    this.lastChunk = undefined
     if (this.#invalidated) {
       await unlink(temp.path).catch(() => {})
       this.state = 'complete'
