@@ -11,7 +11,7 @@
 // from an earlier process are removed by the scan too. There is no fsync: every open checks
 // the body's length against the meta instead, which catches files cut short by a power loss.
 
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { mkdir, open, readdir, readFile, rename, stat, unlink, writeFile, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
@@ -144,6 +144,10 @@ export class DiskStore {
         const { bytesRead } = await fh.read(buf, pos, buf.length - pos, pos)
         if (bytesRead === 0) throw new CacheCorruptError(this.bodyPath(hash, meta.bodyFile), 'short read')
         pos += bytesRead
+      }
+      // Same length but different bytes (bit rot, a stray write): the digest catches it.
+      if (createHash('sha256').update(buf).digest('hex') !== meta.sha256) {
+        throw new CacheCorruptError(this.bodyPath(hash, meta.bodyFile), 'sha256 mismatch')
       }
       return buf
     } finally {

@@ -35,6 +35,11 @@ export interface CachedEntry {
   body: Buffer | undefined
   /** Derived once per entry by the policy (the route's rules never change at run time). */
   freshness: Freshness | undefined
+  /**
+   * The body is known to match `meta.sha256`: hashed while it was filled, or checked on its first
+   * full read in this process. Until then a full read verifies it before its last byte is sent.
+   */
+  verified: boolean
 }
 
 const MAGIC = 'cachemir-meta v1 '

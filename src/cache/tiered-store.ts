@@ -83,10 +83,11 @@ export class TieredStore {
       return undefined
     }
     if (meta === undefined) return undefined
-    const entry: CachedEntry = { meta, hash, body: undefined, freshness: undefined }
+    const entry: CachedEntry = { meta, hash, body: undefined, freshness: undefined, verified: false }
     if (meta.bodyBytes <= this.memory.maxBodyBytes) {
       try {
         entry.body = await this.disk.readBody(hash, meta)
+        entry.verified = true
       } catch (err) {
         await this.#drop(entry, err)
         return undefined
@@ -123,7 +124,7 @@ export class TieredStore {
   async commit(temp: TempBody, meta: EntryMeta, previous: EntryMeta | undefined, body: Buffer | undefined): Promise<CachedEntry> {
     this.#writes++
     await this.disk.commit(temp, meta, previous)
-    const entry: CachedEntry = { meta, hash: temp.hash, body, freshness: undefined }
+    const entry: CachedEntry = { meta, hash: temp.hash, body, freshness: undefined, verified: true }
     if (body !== undefined || meta.bodyBytes > this.memory.maxBodyBytes) this.memory.set(entry)
     else this.memory.delete(temp.hash)
     return entry
@@ -131,7 +132,7 @@ export class TieredStore {
 
   /** Replaces an entry's metadata (after a 304), keeping its body. */
   async refresh(entry: CachedEntry, meta: EntryMeta): Promise<CachedEntry> {
-    const next: CachedEntry = { meta, hash: entry.hash, body: entry.body, freshness: undefined }
+    const next: CachedEntry = { meta, hash: entry.hash, body: entry.body, freshness: undefined, verified: entry.verified }
     this.#writes++
     // The entry may have been replaced or purged since it was read: refresh only that version.
     if (!(await this.disk.isCurrent(entry.hash, entry.meta))) return next
@@ -224,6 +225,11 @@ export class TieredStore {
       evictions: this.#evictions,
       corruptDropped: this.#corruptDropped,
     }
+  }
+
+  /** A full read found the body's digest wrong: drop the entry (if still current). */
+  async reportCorrupt(entry: CachedEntry): Promise<void> {
+    await this.#drop(entry, new CacheCorruptError(entry.meta.bodyFile, 'sha256 mismatch'))
   }
 
   /**

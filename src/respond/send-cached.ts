@@ -4,7 +4,8 @@
 
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { FileHandle } from 'node:fs/promises'
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
+import { Transform } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import type { CachedEntry } from '../cache/entry.js'
 import type { TieredStore } from '../cache/tiered-store.js'
@@ -70,6 +71,7 @@ export async function sendCached(
     writeHead(res, meta.status, meta.statusText, head({}))
     if (isHead) return end(res)
     if (entry.body !== undefined) return end(res, entry.body)
+    if (!entry.verified) return sendVerified(res, fh, entry, store)
     return sendFile(res, fh, [{ start: 0, end: meta.bodyBytes - 1 }], undefined)
   }
 
@@ -129,6 +131,44 @@ async function sendFile(
   } catch {
     // The client went away mid-body (ERR_STREAM_PREMATURE_CLOSE): normal traffic, nothing to do.
     res.destroy()
+  } finally {
+    await fh.close().catch(() => {})
+  }
+  return 'sent'
+}
+
+/**
+ * Streams a whole body that has not been checked in this process, hashing it on the way and
+ * holding back its last chunk until the digest matches. A mismatch closes the connection before
+ * the announced length (the client sees a broken download, never corrupt bytes as complete) and
+ * drops the entry, so the next request refetches it.
+ */
+async function sendVerified(res: ServerResponse, fh: FileHandle | undefined, entry: CachedEntry, store: TieredStore): Promise<'sent'> {
+  if (fh === undefined) return end(res)
+  const digest = createHash('sha256')
+  let held: Buffer | undefined
+  let corrupt = false
+  const verifier = new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      digest.update(chunk)
+      const out = held
+      held = chunk
+      done(null, out)
+    },
+    flush(done) {
+      if (digest.digest('hex') !== entry.meta.sha256) {
+        corrupt = true
+        done(new Error('cached body failed its sha256 check'))
+      } else done(null, held)
+    },
+  })
+  try {
+    const stream = fh.createReadStream({ highWaterMark: READ_HIGH_WATER_MARK, autoClose: false })
+    await pipeline(stream, verifier, res)
+    entry.verified = true
+  } catch {
+    res.destroy()
+    if (corrupt) await store.reportCorrupt(entry)
   } finally {
     await fh.close().catch(() => {})
   }
