@@ -118,6 +118,11 @@ export async function startMirror(config: Config, log: Logger, options: MirrorOp
     socket.once('close', () => tunnels.delete(socket))
     passThrough.ws(req, socket, head, routed)
   })
+  // CONNECT would make us a tunnel to anywhere: never (the mirror is not an open proxy).
+  server.on('connect', (_req: IncomingMessage, socket: Socket) => {
+    socket.on('error', () => socket.destroy())
+    socket.end('HTTP/1.1 405 Method Not Allowed\r\nAllow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\nConnection: close\r\nContent-Length: 0\r\n\r\n')
+  })
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
     log.info({ err: { code: err.code, message: err.message } }, 'client error')
     if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n')
