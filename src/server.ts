@@ -52,7 +52,7 @@ export async function startMirror(config: Config, log: Logger, options: MirrorOp
   const now = options.now ?? Date.now
   const upstream = new UpstreamClient({ now, ca: config.ca, env: process.env })
   const fills = new FillRegistry(store, upstream, log.child({ component: 'fill' }))
-  const passThrough = new PassThrough(log.child({ component: 'pass-through' }))
+  const passThrough = new PassThrough(log.child({ component: 'pass-through' }), upstream.ca)
   const deps: Deps = { config, store, fills, upstream, passThrough, now }
   const startedAt = Date.now()
   let nextId = 0
@@ -110,7 +110,7 @@ export async function startMirror(config: Config, log: Logger, options: MirrorOp
     const path = (req.url ?? '').split('?')[0] as string
     const routed = path.startsWith(RESERVED_PREFIX) ? ({ status: 404 } as const) : routeRequest(config.routes, req.url ?? '')
     if ('status' in routed) {
-      socket.end(`HTTP/1.1 ${routed.status} ${routed.status === 404 ? 'Not Found' : 'Bad Request'}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`)
+      refuse(socket, `HTTP/1.1 ${routed.status} ${routed.status === 404 ? 'Not Found' : 'Bad Request'}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`)
       return
     }
     // Upgraded connections leave the http server's bookkeeping: track them so close() ends them.
@@ -121,11 +121,11 @@ export async function startMirror(config: Config, log: Logger, options: MirrorOp
   // CONNECT would make us a tunnel to anywhere: never (the mirror is not an open proxy).
   server.on('connect', (_req: IncomingMessage, socket: Socket) => {
     socket.on('error', () => socket.destroy())
-    socket.end('HTTP/1.1 405 Method Not Allowed\r\nAllow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\nConnection: close\r\nContent-Length: 0\r\n\r\n')
+    refuse(socket, 'HTTP/1.1 405 Method Not Allowed\r\nAllow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\nConnection: close\r\nContent-Length: 0\r\n\r\n')
   })
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
     log.info({ err: { code: err.code, message: err.message } }, 'client error')
-    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n')
+    if (socket.writable) refuse(socket, 'HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n')
     else socket.destroy()
   })
 
@@ -173,6 +173,13 @@ export async function startMirror(config: Config, log: Logger, options: MirrorOp
   }
 
   return { url: `http://${shown}`, host: config.host, port, store, fills, scanned, close }
+}
+
+/** Answers a connection node:http has handed over (CONNECT, refused upgrades) and closes it fully. */
+function refuse(socket: Socket, response: string): void {
+  // end() alone leaves the socket half-open until the client closes its side, which would keep
+  // the server from closing; destroy once the answer is flushed.
+  socket.end(response, () => socket.destroy())
 }
 
 /** Listens, turning the usual failures into a one-line ConfigError naming --listen. */

@@ -22,8 +22,12 @@ export class PassThrough {
   /** Errors httpxy reported for a request (it reports them as events, then resolves web()). */
   readonly #failures = new WeakMap<object, Error>()
 
-  constructor(log: Logger) {
+  readonly #ca: string | undefined
+
+  /** `ca`: trusted CAs for https upstreams (the upstream client's, so both trust the same). */
+  constructor(log: Logger, ca?: string) {
     this.#log = log
+    this.#ca = ca
     this.#proxy = createProxyServer({ changeOrigin: true, ignorePath: true, xfwd: false, ws: true })
     this.#proxy.on('error', (err, req) => {
       if (req !== undefined) this.#failures.set(req, err)
@@ -52,20 +56,26 @@ export class PassThrough {
     }
     this.#proxy.on('proxyRes', onProxyRes)
     res.setHeader('Cache-Status', 'cachemir; fwd=method')
+    // The route's headers timeout bounds the wait for the upstream's answer (then 504).
+    const limitMs = routed.route.timeouts.headersMs
+    let timedOut = false
+    const timer = setTimeout(() => (timedOut = upstream === undefined), limitMs)
     let failure: unknown
     try {
-      await this.#proxy.web(req, res, { target })
+      await this.#proxy.web(req, res, { target, proxyTimeout: limitMs, ...(this.#ca === undefined ? {} : { ca: this.#ca }) })
       failure = this.#failures.get(req)
     } catch (err) {
       failure = err
     } finally {
+      clearTimeout(timer)
       this.#proxy.off('proxyRes', onProxyRes)
     }
     if (failure !== undefined && upstream === undefined) {
       this.#log.warn({ err: failure, method: req.method, target: target.href }, 'pass-through failed')
       if (!res.headersSent && !res.destroyed) {
-        res.writeHead(502, { 'content-type': 'text/plain; charset=utf-8', 'cache-status': 'cachemir; fwd=method' })
-        res.end(`upstream unreachable: ${target.origin}\n`)
+        const [status, text] = timedOut ? [504, 'upstream timed out'] : [502, 'upstream unreachable']
+        res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'cache-status': 'cachemir; fwd=method' })
+        res.end(`${text}: ${req.method} ${target.href}\n`)
       } else res.destroy()
       return { status: 0, headers: {}, target }
     }

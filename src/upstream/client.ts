@@ -45,6 +45,10 @@ export class UpstreamClient {
   readonly #pools = new Map<string, Dispatcher>()
   readonly #now: () => number
   readonly #ca: string | undefined
+  /** Trusted CAs for https upstreams (public roots plus --ca-file), for pass-through too. */
+  get ca(): string | undefined {
+    return this.#ca
+  }
   readonly #useProxy: boolean
   readonly health: HealthTracker
   /** Requests sent upstream, by outcome; read by health and, later, metrics. */
@@ -67,7 +71,13 @@ export class UpstreamClient {
     if (dispatcher === undefined) {
       // EnvHttpProxyAgent reads HTTP_PROXY, HTTPS_PROXY and NO_PROXY (either case) itself.
       dispatcher = this.#useProxy
-        ? new EnvHttpProxyAgent({ connect, ...(this.#ca === undefined ? {} : { proxyTls: { ca: this.#ca }, requestTls: { ca: this.#ca } }) })
+        ? new EnvHttpProxyAgent({
+            connect,
+            // Plain-http upstreams go to the proxy as absolute-form requests, as proxies expect;
+            // only https upstreams are tunnelled with CONNECT.
+            proxyTunnel: false,
+            ...(this.#ca === undefined ? {} : { proxyTls: { ca: this.#ca }, requestTls: { ca: this.#ca } }),
+          })
         : new Pool(url.origin, { connect, keepAliveTimeout: 30_000 })
       this.#pools.set(key, dispatcher)
     }

@@ -1,0 +1,147 @@
+// test/faults/support.ts
+// Small building blocks shared by the fault-injection tests: raw TCP exchanges that report who
+// closed the connection, a TCP listener that only counts who reached it, and file listings.
+
+import { mkdtemp, rm } from 'node:fs/promises'
+import { connect, createServer } from 'node:net'
+import type { AddressInfo, Socket } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join, relative } from 'node:path'
+import type { TestContext } from 'node:test'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { pino } from 'pino'
+import { resolveConfig, type ConfigInput } from '../../src/config.js'
+import { startMirror, type Mirror } from '../../src/server.js'
+import { filesUnder } from '../helpers/cache-files.js'
+
+export const KiB = 1024
+export const MiB = 1024 * 1024
+
+export interface RawExchange {
+  /** Everything received, latin1. */
+  readonly text: string
+  /** The status code of the first response, or 0 when nothing parseable came back. */
+  readonly status: number
+  /** True when the server ended or reset the connection (false: the test gave up waiting). */
+  readonly closedByServer: boolean
+}
+
+export function statusOf(raw: string): number {
+  const m = /^HTTP\/1\.[01] (\d{3})/.exec(raw)
+  return m === null ? 0 : Number(m[1])
+}
+
+/**
+ * Writes `parts` over one TCP connection (each part after `gapMs`), then waits until the server
+ * closes the connection or `silenceMs` pass without a byte. Never throws after connecting.
+ */
+export function rawExchange(
+  port: number,
+  parts: readonly (string | Buffer)[],
+  opts: { gapMs?: number; silenceMs?: number } = {},
+): Promise<RawExchange> {
+  const gapMs = opts.gapMs ?? 0
+  const silenceMs = opts.silenceMs ?? 3000
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = []
+    let settled = false
+    let connected = false
+    let timer: NodeJS.Timeout | undefined
+    const socket = connect({ port, host: '127.0.0.1' })
+    const finish = (closedByServer: boolean): void => {
+      if (settled) return
+      settled = true
+      if (timer !== undefined) clearTimeout(timer)
+      socket.destroy()
+      const text = Buffer.concat(chunks).toString('latin1')
+      resolve({ text, status: statusOf(text), closedByServer })
+    }
+    socket.setTimeout(silenceMs, () => finish(false))
+    socket.on('data', (chunk: Buffer) => chunks.push(chunk))
+    socket.once('end', () => finish(true))
+    socket.once('close', () => finish(true))
+    socket.once('error', (err) => {
+      if (connected) return finish(true)
+      settled = true
+      socket.destroy()
+      reject(err)
+    })
+    socket.once('connect', () => {
+      connected = true
+      let i = 0
+      const writeNext = (): void => {
+        if (settled || socket.destroyed) return
+        const part = parts[i++]
+        if (part === undefined) return
+        socket.write(part)
+        if (i < parts.length) timer = setTimeout(writeNext, gapMs)
+      }
+      writeNext()
+    })
+  })
+}
+
+export interface TcpSink {
+  readonly port: number
+  /** Connections accepted so far. */
+  connections(): number
+  /** Everything any connection sent, latin1. */
+  received(): string
+}
+
+/** A TCP listener on 127.0.0.1:0 that accepts, records and never answers; closed by t.after. */
+export async function startTcpSink(t: TestContext): Promise<TcpSink> {
+  const sockets = new Set<Socket>()
+  let connections = 0
+  const chunks: Buffer[] = []
+  const server = createServer((socket) => {
+    connections++
+    sockets.add(socket)
+    socket.on('data', (c: Buffer) => chunks.push(c))
+    socket.on('error', () => {})
+    socket.once('close', () => sockets.delete(socket))
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.after(
+    () =>
+      new Promise<void>((resolve) => {
+        for (const socket of sockets) socket.destroy()
+        server.close(() => resolve())
+      }),
+  )
+  return {
+    port: (server.address() as AddressInfo).port,
+    connections: () => connections,
+    received: () => Buffer.concat(chunks).toString('latin1'),
+  }
+}
+
+/** Every file under dir, as paths relative to dir, sorted. */
+export async function listRelative(dir: string): Promise<string[]> {
+  return (await filesUnder(dir)).map((p) => relative(dir, p)).sort()
+}
+
+/**
+ * An in-process mirror (silent logs) for tests whose subject may leave `close()` hanging: the
+ * t.after hook gives close() at most 5 s, then removes the temp cache dir anyway, so one hung
+ * close cannot stall or cancel the rest of the file. Tests assert on close() themselves.
+ */
+export async function startBoundedMirror(t: TestContext, input: Omit<ConfigInput, 'listen' | 'cacheDir'>): Promise<Mirror> {
+  const cacheDir = await mkdtemp(join(tmpdir(), 'cachemir-cache-'))
+  let mirror: Mirror
+  try {
+    const config = resolveConfig({ ...input, cacheDir, listen: '127.0.0.1:0', logLevel: 'silent' }, {})
+    mirror = await startMirror(config, pino({ level: 'silent' }))
+  } catch (err) {
+    await rm(cacheDir, { recursive: true, force: true })
+    throw err
+  }
+  t.after(async () => {
+    const cancel = new AbortController()
+    const timer = sleep(5000, undefined, { signal: cancel.signal }).catch(() => {})
+    await Promise.race([mirror.close(1000).catch(() => {}), timer])
+    cancel.abort()
+    await rm(cacheDir, { recursive: true, force: true, maxRetries: 5 })
+  })
+  return mirror
+}
