@@ -26,7 +26,7 @@ export class UpstreamError extends CachemirError {
   readonly code = 'CACHEMIR_UPSTREAM_FAILED'
   readonly statusCode = 502
   constructor(method: string, url: string, options?: ErrorOptions) {
-    super(`upstream request failed: ${method} ${url}`, options)
+    super(`upstream unreachable: ${method} ${url}${reasonOf(options?.cause)}`, options)
   }
 }
 
@@ -36,7 +36,7 @@ export class UpstreamTimeoutError extends CachemirError {
   readonly code = 'CACHEMIR_UPSTREAM_TIMEOUT'
   readonly statusCode = 504
   constructor(method: string, url: string, options?: ErrorOptions) {
-    super(`upstream timed out: ${method} ${url}`, options)
+    super(`upstream timed out: ${method} ${url}${reasonOf(options?.cause)}`, options)
   }
 }
 
@@ -78,6 +78,15 @@ export class InternalError extends CachemirError {
   constructor(message: string, options?: ErrorOptions) {
     super(message, options)
   }
+}
+
+/** ` (ECONNREFUSED)` or ` (certificate has expired)`: what the cause says, for one-line messages. */
+function reasonOf(cause: unknown): string {
+  if (cause === undefined || cause === null) return ''
+  const { code, message } = cause as { code?: unknown; message?: unknown }
+  const inner = (cause as { cause?: { code?: unknown; message?: unknown } }).cause
+  const text = typeof inner?.code === 'string' ? inner.code : typeof code === 'string' && !code.startsWith('UND_ERR') ? code : typeof message === 'string' ? message : ''
+  return text === '' ? '' : ` (${text.replace(/\s+/g, ' ').slice(0, 120)})`
 }
 
 export function isCachemirError(err: unknown): err is CachemirError {

@@ -52,7 +52,7 @@ export async function startMirror(config: Config, log: Logger, options: MirrorOp
   const now = options.now ?? Date.now
   const upstream = new UpstreamClient({ now, ca: config.ca, env: process.env })
   const fills = new FillRegistry(store, upstream, log.child({ component: 'fill' }))
-  const passThrough = new PassThrough(log.child({ component: 'pass-through' }), upstream.ca)
+  const passThrough = new PassThrough(log.child({ component: 'pass-through' }), upstream)
   const deps: Deps = { config, store, fills, upstream, passThrough, now }
   const startedAt = Date.now()
   let nextId = 0

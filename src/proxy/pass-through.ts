@@ -11,6 +11,7 @@ import type { Logger } from 'pino'
 import type { Routed } from './route.js'
 import { isRedirect, rewriteLocation } from '../upstream/redirects.js'
 import { discardBody, type UpstreamClient, type UpstreamResponse } from '../upstream/client.js'
+import { sendFailure } from '../respond/send-error.js'
 import { stripHopByHop } from '../http/headers.js'
 import { buildHead, writeHead } from '../respond/head.js'
 import { privateHeaders } from './forward-headers.js'
@@ -18,27 +19,27 @@ import { privateHeaders } from './forward-headers.js'
 export class PassThrough {
   readonly #proxy: ProxyServer
   readonly #log: Logger
-
-  /** Errors httpxy reported for a request (it reports them as events, then resolves web()). */
-  readonly #failures = new WeakMap<object, Error>()
-
+  readonly #upstream: UpstreamClient
   readonly #ca: string | undefined
 
-  /** `ca`: trusted CAs for https upstreams (the upstream client's, so both trust the same). */
-  constructor(log: Logger, ca?: string) {
+  /**
+   * Other methods go through the same undici client as fills (proxies, CAs, timeouts and
+   * keep-alive apply alike); WebSocket upgrades go through httpxy, which speaks that protocol.
+   */
+  constructor(log: Logger, upstream: UpstreamClient) {
     this.#log = log
-    this.#ca = ca
+    this.#upstream = upstream
+    this.#ca = upstream.ca
     this.#proxy = createProxyServer({ changeOrigin: true, ignorePath: true, xfwd: false, ws: true })
-    this.#proxy.on('error', (err, req) => {
-      if (req !== undefined) this.#failures.set(req, err)
-    })
+    // Upgrade failures reject ws(); the listener only keeps httpxy from throwing.
+    this.#proxy.on('error', () => {})
   }
 
   /**
-   * Proxies a request with a body or an unsafe method. `onResponse` runs as soon as the upstream's
-   * status and headers are in, before they are passed on. Resolves once the response is complete
-   * with that status and headers; status 0 when no upstream response arrived (the client got a
-   * 502, or had already gone).
+   * Passes a request with any method (and its body) to the route's first upstream and streams
+   * the answer back. `onResponse` runs as soon as the upstream's status and headers are in,
+   * before the client sees them. Resolves once the response is done, with that status and
+   * headers; status 0 when no upstream answer arrived (the client got a 502 or 504).
    */
   async web(
     req: IncomingMessage,
@@ -47,46 +48,35 @@ export class PassThrough {
     onResponse?: (status: number, headers: IncomingHttpHeaders) => void,
   ): Promise<{ status: number; headers: IncomingHttpHeaders; target: URL }> {
     const target = upstreamUrl(routed)
-    let upstream: IncomingMessage | undefined
-    // Called when the upstream's headers arrive, before the client sees any of the response.
-    const onProxyRes = (proxyRes: IncomingMessage, r: IncomingMessage): void => {
-      if (r !== req) return
-      upstream = proxyRes
-      onResponse?.(proxyRes.statusCode ?? 0, proxyRes.headers)
+    const abort = new AbortController()
+    const onClose = (): void => {
+      if (!res.writableFinished) abort.abort()
     }
-    this.#proxy.on('proxyRes', onProxyRes)
-    res.setHeader('Cache-Status', 'cachemir; fwd=method')
-    // The route's headers timeout bounds the wait for the upstream's answer (then 504).
-    const limitMs = routed.route.timeouts.headersMs
-    let timedOut = false
-    const timer = setTimeout(() => (timedOut = upstream === undefined), limitMs)
-    let failure: unknown
+    res.once('close', onClose)
+    const hasBody = req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined
+    let response: UpstreamResponse
     try {
-      await this.#proxy.web(req, res, { target, proxyTimeout: limitMs, ...(this.#ca === undefined ? {} : { ca: this.#ca }) })
-      failure = this.#failures.get(req)
+      response = await this.#upstream.forward(routed.route, target, req.method ?? 'GET', privateHeaders(req.headers), hasBody ? req : null, abort.signal)
     } catch (err) {
-      failure = err
-    } finally {
-      clearTimeout(timer)
-      this.#proxy.off('proxyRes', onProxyRes)
-    }
-    if (failure !== undefined && upstream === undefined) {
-      this.#log.warn({ err: failure, method: req.method, target: target.href }, 'pass-through failed')
-      if (!res.headersSent && !res.destroyed) {
-        const [status, text] = timedOut ? [504, 'upstream timed out'] : [502, 'upstream unreachable']
-        res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'cache-status': 'cachemir; fwd=method' })
-        res.end(`${text}: ${req.method} ${target.href}\n`)
-      } else res.destroy()
+      res.off('close', onClose)
+      if (!abort.signal.aborted) this.#log.warn({ err, method: req.method, target: target.href }, 'pass-through failed')
+      sendFailure(res, err, { fwd: 'method' })
       return { status: 0, headers: {}, target }
     }
-    await finished(res)
-    return { status: upstream?.statusCode ?? 0, headers: upstream?.headers ?? {}, target }
+    const headers = headersObject(response.headers)
+    onResponse?.(response.status, headers)
+    try {
+      await streamResponse(req, res, response, 'cachemir; fwd=method')
+    } finally {
+      res.off('close', onClose)
+    }
+    return { status: response.status, headers, target }
   }
 
   /** Proxies an upgrade (e.g. WebSocket) to the route's first upstream. */
   ws(req: IncomingMessage, socket: Duplex, head: Buffer, routed: Routed): void {
     const target = upstreamUrl(routed)
-    this.#proxy.ws(req, socket as never, { target }, head).catch((err: unknown) => {
+    this.#proxy.ws(req, socket as never, { target, ...(this.#ca === undefined ? {} : { ca: this.#ca }) }, head).catch((err: unknown) => {
       this.#log.warn({ err, target: target.href }, 'upgrade pass-through failed')
       socket.destroy()
     })
@@ -94,6 +84,11 @@ export class PassThrough {
 
   close(): void {
     this.#proxy.close()
+  }
+
+  /** Trusted CAs handed to upgrades, the same as for every other upstream request. */
+  get ca(): string | undefined {
+    return this.#ca
   }
 }
 
@@ -103,15 +98,6 @@ export function upstreamUrl(routed: Routed): URL {
   return new URL(`./${routed.relativePath}`, base)
 }
 
-function finished(res: ServerResponse): Promise<void> {
-  return new Promise((resolve) => {
-    if (res.writableFinished || res.destroyed) resolve()
-    else {
-      res.once('finish', () => resolve())
-      res.once('close', () => resolve())
-    }
-  })
-}
 
 /**
  * Fetches a GET/HEAD for this client alone (credentials, uncacheable answers, Vary mismatches) and
@@ -154,4 +140,17 @@ export async function streamResponse(
     discardBody(response.body)
     res.destroy()
   }
+}
+
+/** Raw header list -> node's lower-case object (repeated fields joined, set-cookie as a list). */
+function headersObject(raw: readonly string[]): IncomingHttpHeaders {
+  const out: IncomingHttpHeaders = {}
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = (raw[i] as string).toLowerCase()
+    const value = raw[i + 1] as string
+    const prev = out[name]
+    if (name === 'set-cookie') out['set-cookie'] = [...(out['set-cookie'] ?? []), value]
+    else out[name] = prev === undefined ? value : `${String(prev)}, ${value}`
+  }
+  return out
 }

@@ -140,6 +140,41 @@ export class UpstreamClient {
     throw lastError ?? new UpstreamError(req.method, route.prefix)
   }
 
+  /**
+   * Sends a request with any method and an optional streamed body to one URL (the route's first
+   * upstream: a body cannot be replayed to another). Same dispatchers as fills, so proxies, CAs,
+   * keep-alive and timeouts apply alike.
+   */
+  async forward(route: Route, url: URL, method: string, headers: Record<string, string>, body: Readable | null, signal: AbortSignal): Promise<UpstreamResponse> {
+    this.counters.requests++
+    const requestAt = this.#now()
+    try {
+      const res = await this.#dispatcher(url, route.timeouts).request({
+        origin: url.origin,
+        path: url.pathname + url.search,
+        method: method as Dispatcher.HttpMethod,
+        headers: { ...headers, host: url.host },
+        body,
+        responseHeaders: 'raw',
+        headersTimeout: route.timeouts.headersMs,
+        bodyTimeout: route.timeouts.bodyIdleMs,
+        signal,
+      })
+      return {
+        status: res.statusCode,
+        statusText: res.statusText,
+        headers: rawFromBuffers(res.headers as unknown as Buffer[]),
+        body: res.body,
+        url,
+        requestAt,
+        responseAt: this.#now(),
+      }
+    } catch (err) {
+      this.counters.failures++
+      throw toUpstreamError(method, url, err)
+    }
+  }
+
   async close(): Promise<void> {
     const pools = [...this.#pools.values()]
     this.#pools.clear()

@@ -197,7 +197,7 @@ test('with HTTP_PROXY and NO_PROXY=127.0.0.1 the forward proxy is bypassed', asy
   assert.equal(await within(proxy.kill('SIGTERM'), WAIT_MS, 'exit after SIGTERM'), 0)
 })
 
-test('with HTTP_PROXY set, a POST passed through by the real binary also goes through the forward proxy', { todo: 'pass-through of other methods (httpxy) does not use HTTP_PROXY yet; see README Unimplemented' }, async (t) => {
+test('with HTTP_PROXY set, a POST passed through by the real binary also goes through the forward proxy', async (t) => {
   const origin = await startOrigin(t, (req, res) => sendBody(req, res, Buffer.from(`posted ${req.url ?? ''}`), { headers: { 'content-type': 'text/plain' } }))
   const forward = await startForwardProxy(t)
   const cacheDir = await makeTempDir(t, 'cachemir-proxy-env-')
