@@ -12,6 +12,7 @@ import { sendBody, serveStatic, startOrigin, type Origin } from '../helpers/orig
 import { startProxy, type Proxy } from '../helpers/proxy.js'
 import { get, type Fetched } from '../helpers/client.js'
 import { makeTempDir } from '../helpers/temp-dir.js'
+import { fakeClock } from '../helpers/clock.js'
 
 const SECOND = 1000
 const MINUTE = 60 * SECOND
@@ -21,12 +22,6 @@ const DAY = 24 * HOUR
 const ETAG = '"v1"'
 const BODY = 'the stored representation'
 
-/** A clock the mirror reads for freshness; starts at the real time so origin Date headers agree. */
-function fakeClock(): { now: () => number; set: (offsetMs: number) => void } {
-  const start = Date.now()
-  let clock = start
-  return { now: () => clock, set: (offsetMs) => (clock = start + offsetMs) }
-}
 
 function httpDate(ms: number): string {
   return new Date(ms).toUTCString()

@@ -16,6 +16,7 @@ import { startProxy, type Proxy } from '../helpers/proxy.js'
 import { get, type Fetched } from '../helpers/client.js'
 import { makeTempDir } from '../helpers/temp-dir.js'
 import { until } from '../helpers/wait.js'
+import { fakeClock, type Clock } from '../helpers/clock.js'
 
 const SECOND = 1000
 const DAY = 24 * 3600 * SECOND
@@ -23,17 +24,7 @@ const PATH = '/h'
 const ETAG = '"h1"'
 const BODY = 'hello headers'
 
-interface Clock {
-  now(): number
-  set(offsetMs: number): void
-}
 
-/** A fake clock for the mirror, starting on a whole second so Date headers carry it exactly. */
-function fakeClock(): Clock {
-  const start = Math.floor(Date.now() / SECOND) * SECOND
-  let clock = start
-  return { now: () => clock, set: (offsetMs) => (clock = start + offsetMs) }
-}
 
 const httpDate = (ms: number): string => new Date(ms).toUTCString()
 

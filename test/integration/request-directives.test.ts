@@ -9,23 +9,14 @@ import { serveStatic, startOrigin, type Handler, type Origin } from '../helpers/
 import { startProxy, type Proxy } from '../helpers/proxy.js'
 import { get } from '../helpers/client.js'
 import { until } from '../helpers/wait.js'
+import { fakeClock, type Clock } from '../helpers/clock.js'
 
 const SECOND = 1000
 const ETAG = '"v1"'
 const BODY = 'the stored representation'
 const PATH = '/r'
 
-interface Clock {
-  now(): number
-  set(offsetMs: number): void
-}
 
-/** A fake clock for the mirror, starting on a whole second so Date headers carry it exactly. */
-function fakeClock(): Clock {
-  const start = Math.floor(Date.now() / SECOND) * SECOND
-  let clock = start
-  return { now: () => clock, set: (offsetMs) => (clock = start + offsetMs) }
-}
 
 /** The origin's Date follows the mirror's clock, as a real origin's Date follows real time. */
 function dated(clock: Clock, handler: Handler): Handler {

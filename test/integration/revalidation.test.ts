@@ -10,6 +10,7 @@ import type { OutgoingHttpHeaders } from 'node:http'
 import { makeBody, sendBody, serveStatic, sha256, startOrigin, type Handler, type Origin, type StaticFile } from '../helpers/origin.js'
 import { startProxy } from '../helpers/proxy.js'
 import { get } from '../helpers/client.js'
+import { fakeClock } from '../helpers/clock.js'
 
 const SECOND = 1000
 const MINUTE = 60 * SECOND
@@ -18,12 +19,6 @@ const ETAG = '"v1"'
 const BODY = makeBody(100 * 1024, 7)
 const LAST_MODIFIED = new Date(Date.now() - 30 * 24 * 3600 * SECOND).toUTCString()
 
-/** A clock the mirror reads for freshness; starts at the real time so origin Date headers agree. */
-function fakeClock(): { now: () => number; set: (offsetMs: number) => void } {
-  const start = Date.now()
-  let clock = start
-  return { now: () => clock, set: (offsetMs) => (clock = start + offsetMs) }
-}
 
 /** Wraps a handler to record the status of every response the origin finished sending. */
 function recordingStatuses(handler: Handler): { handler: Handler; statuses: number[] } {

@@ -13,21 +13,12 @@ import { startProxy, type Proxy } from '../helpers/proxy.js'
 import { get, type Fetched } from '../helpers/client.js'
 import { makeTempDir } from '../helpers/temp-dir.js'
 import { gate, until, type Gate } from '../helpers/wait.js'
+import { fakeClock, type Clock } from '../helpers/clock.js'
 
 const SECOND = 1000
 const PATH = '/s'
 
-interface Clock {
-  now(): number
-  set(offsetMs: number): void
-}
 
-/** A fake clock for the mirror, starting on a whole second so Date headers carry it exactly. */
-function fakeClock(): Clock {
-  const start = Math.floor(Date.now() / SECOND) * SECOND
-  let clock = start
-  return { now: () => clock, set: (offsetMs) => (clock = start + offsetMs) }
-}
 
 /** What the origin answers; tests change it between requests. */
 interface OriginState {

@@ -11,21 +11,12 @@ import { sendBody, startOrigin, type Origin } from '../helpers/origin.js'
 import { startProxy, type Proxy } from '../helpers/proxy.js'
 import { get, getFirstBytes } from '../helpers/client.js'
 import { gate, until } from '../helpers/wait.js'
+import { fakeClock, type Clock } from '../helpers/clock.js'
 
 const SECOND = 1000
 const PATH = '/v'
 
-interface Clock {
-  now(): number
-  set(offsetMs: number): void
-}
 
-/** A fake clock for the mirror, starting on a whole second so Date headers carry it exactly. */
-function fakeClock(): Clock {
-  const start = Math.floor(Date.now() / SECOND) * SECOND
-  let clock = start
-  return { now: () => clock, set: (offsetMs) => (clock = start + offsetMs) }
-}
 
 /** What the origin currently answers GET with; steps may change it. */
 interface OriginState {
