@@ -99,33 +99,14 @@ export class UpstreamClient {
       const url = new URL(`./${req.relativePath}`, base)
       if (i > 0) this.counters.failovers++
       this.counters.requests++
-      const requestAt = this.#now()
       try {
-        const res = await this.#dispatcher(url, route.timeouts).request({
-          origin: url.origin,
-          path: url.pathname + url.search,
-          method: req.method,
-          headers: { ...req.headers, host: url.host },
-          responseHeaders: 'raw',
-          headersTimeout: route.timeouts.headersMs,
-          bodyTimeout: route.timeouts.bodyIdleMs,
-          signal: req.signal ?? null,
-        })
-        const response: UpstreamResponse = {
-          status: res.statusCode,
-          statusText: res.statusText,
-          headers: rawFromBuffers(res.headers as unknown as Buffer[]),
-          body: res.body,
-          url,
-          requestAt,
-          responseAt: this.#now(),
-        }
+        const response = await this.#send(route, url, req.method, req.headers, null, req.signal ?? null)
         if (lastResponse !== undefined) discardBody(lastResponse.body)
-        if (res.statusCode < 500) {
+        if (response.status < 500) {
           this.health.succeeded(base)
           return response
         }
-        this.health.failed(base, `HTTP ${res.statusCode}`)
+        this.health.failed(base, `HTTP ${response.status}`)
         this.counters.failures++
         if (i === order.length - 1) return response
         lastResponse = response
@@ -147,31 +128,36 @@ export class UpstreamClient {
    */
   async forward(route: Route, url: URL, method: string, headers: Record<string, string>, body: Readable | null, signal: AbortSignal): Promise<UpstreamResponse> {
     this.counters.requests++
-    const requestAt = this.#now()
     try {
-      const res = await this.#dispatcher(url, route.timeouts).request({
-        origin: url.origin,
-        path: url.pathname + url.search,
-        method: method as Dispatcher.HttpMethod,
-        headers: { ...headers, host: url.host },
-        body,
-        responseHeaders: 'raw',
-        headersTimeout: route.timeouts.headersMs,
-        bodyTimeout: route.timeouts.bodyIdleMs,
-        signal,
-      })
-      return {
-        status: res.statusCode,
-        statusText: res.statusText,
-        headers: rawFromBuffers(res.headers as unknown as Buffer[]),
-        body: res.body,
-        url,
-        requestAt,
-        responseAt: this.#now(),
-      }
+      return await this.#send(route, url, method, headers, body, signal)
     } catch (err) {
       this.counters.failures++
       throw toUpstreamError(method, url, err)
+    }
+  }
+
+  /** One exchange with one upstream URL, under the route's timeouts. */
+  async #send(route: Route, url: URL, method: string, headers: Record<string, string>, body: Readable | null, signal: AbortSignal | null): Promise<UpstreamResponse> {
+    const requestAt = this.#now()
+    const res = await this.#dispatcher(url, route.timeouts).request({
+      origin: url.origin,
+      path: url.pathname + url.search,
+      method: method as Dispatcher.HttpMethod,
+      headers: { ...headers, host: url.host },
+      body,
+      responseHeaders: 'raw',
+      headersTimeout: route.timeouts.headersMs,
+      bodyTimeout: route.timeouts.bodyIdleMs,
+      signal,
+    })
+    return {
+      status: res.statusCode,
+      statusText: res.statusText,
+      headers: rawFromBuffers(res.headers as unknown as Buffer[]),
+      body: res.body,
+      url,
+      requestAt,
+      responseAt: this.#now(),
     }
   }
 
