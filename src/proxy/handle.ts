@@ -138,6 +138,8 @@ async function fillAndSend(
           fill.detach(cursor)
           return await fetchOwn(x, deps, routed, 'vary-miss')
         }
+        // `stored` states the intent when the headers go out; a body that then fails, outgrows the
+        // disk budget or meets a full disk is not stored after all (see docs/http-caching.md).
         x.outcome = { fwd, stored: true, collapsed: joined, ...(revalidating ? { fwdStatus: fill.status } : {}) }
         if ((await sendFill(req, res, fill, cursor, formatCacheStatus(x.outcome))) === 'sent') return
         // Several ranges or an unknown length: wait for the whole object, then answer from cache.

@@ -62,6 +62,7 @@ export async function sendFill(
 async function follow(res: ServerResponse, fill: Fill, cursor: Cursor, from: number, to: number): Promise<void> {
   let pos = from
   cursor.pos = from
+  cursor.cut = () => res.destroy()
   fill.moved()
   while (pos < to && !res.destroyed) {
     if (pos < fill.committedBytes) {

@@ -9,6 +9,8 @@ import { Fill, type Cursor, type FillParams } from './fill.js'
 /** One fill per key at a time; a fill leaves the registry as soon as its result is in the store. */
 export class FillRegistry {
   readonly #fills = new Map<string, Fill>()
+  /** Every fill not yet settled, joinable or not (relaying and invalidated fills leave #fills early). */
+  readonly #active = new Set<Fill>()
   readonly #store: TieredStore
   readonly #upstream: UpstreamClient
   readonly #log: Logger
@@ -41,6 +43,8 @@ export class FillRegistry {
     })
     const cursor = fill.acquire()
     this.#fills.set(params.registryKey, fill)
+    this.#active.add(fill)
+    void fill.whenDone().then(() => this.#active.delete(fill))
     return { fill, joined: false, cursor }
   }
 
@@ -58,7 +62,7 @@ export class FillRegistry {
    * were told `stored`); fills still receiving are aborted. Resolves when all have settled.
    */
   async settleAll(): Promise<void> {
-    const fills = [...this.#fills.values()]
+    const fills = [...this.#active]
     for (const fill of fills) if (!fill.bodyComplete) fill.abort()
     await Promise.all(fills.map((fill) => fill.whenDone()))
   }

@@ -31,6 +31,8 @@ import { discardBody, toUpstreamError, type UpstreamClient, type UpstreamRespons
 /** Where one reader is in the body. */
 export interface Cursor {
   pos: number
+  /** Ends this reader's response early (set while it follows the body). */
+  cut?: () => void
 }
 
 /** What the upstream's answer turned out to be, known once its headers are in. */
@@ -192,6 +194,7 @@ export class Fill {
   /** Stops the fill (server shutdown): readers see a failure. */
   abort(): void {
     this.#abort.abort()
+    this.moved()
   }
 
   async #run(upstream: UpstreamClient): Promise<FillOutcome> {
@@ -320,13 +323,31 @@ export class Fill {
     void unlink(temp.path).catch(() => {})
   }
 
-  /** Resolves once every reader has taken the bytes below `pos` (or left). */
+  /**
+   * Resolves once every reader has taken the bytes below `pos` (or left). A reader still behind
+   * after the route's body idle time is cut off (its connection closed before the end), so one
+   * stalled client cannot freeze the others.
+   */
   async #allReadersPast(pos: number): Promise<void> {
+    const deadline = Date.now() + this.params.route.timeouts.bodyIdleMs
     for (;;) {
-      let behind = false
-      for (const cursor of this.#cursors) if (cursor.pos < pos) behind = true
-      if (!behind || this.#abort.signal.aborted) return
-      await new Promise<void>((resolve) => (this.#cursorWaiter = resolve))
+      const behind = [...this.#cursors].filter((cursor) => cursor.pos < pos)
+      if (behind.length === 0 || this.#abort.signal.aborted) return
+      const left = deadline - Date.now()
+      if (left <= 0) {
+        for (const cursor of behind) {
+          this.#cursors.delete(cursor)
+          cursor.cut?.()
+        }
+        return
+      }
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left)
+        this.#cursorWaiter = () => {
+          clearTimeout(timer)
+          resolve()
+        }
+      })
     }
   }
 
