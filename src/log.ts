@@ -25,8 +25,10 @@ export function createLogger(level: LogLevel, destination?: DestinationStream): 
  * Logs the request-completed line: 5xx at error, 4xx at info, the rest at info too
  * (fastify's policy); a response cut short (client gone or upstream failure) says `aborted`.
  */
-export function logCompleted(x: Exchange, startedAt: number, bytes: number): void {
+export function logCompleted(root: Logger, x: Exchange, startedAt: number, bytes: number): void {
   const statusCode = x.res.statusCode
+  // Checked on the root logger, so a disabled line costs neither the fields nor a child logger.
+  if (!root.isLevelEnabled(statusCode >= 500 ? 'error' : 'info')) return
   const fields = {
     method: x.req.method,
     url: x.req.url,

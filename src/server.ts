@@ -15,6 +15,7 @@ import { PassThrough } from './proxy/pass-through.js'
 import { routeRequest } from './proxy/route.js'
 import { handle, type Deps, type Exchange } from './proxy/handle.js'
 import { sendError } from './respond/send-error.js'
+import type { CacheOutcome } from './respond/cache-status.js'
 import { logCompleted } from './log.js'
 
 /** Paths under this prefix are the mirror's own endpoints, never routed upstream. */
@@ -64,25 +65,37 @@ export async function startMirror(config: Config, log: Logger, options: MirrorOp
   // (or sending) for clientIdleMs is disconnected, which releases its file and fill.
   const server = createServer({ headersTimeout: options.clientHeadersMs ?? 30_000, connectionsCheckingInterval: Math.min(1_000, options.clientHeadersMs ?? 30_000), requestTimeout: 0, keepAliveTimeout: 5_000 }, (req, res) => {
     const t0 = Date.now()
-    const x: Exchange = { req, res, log: log.child({ reqId: ++nextId }), outcome: {}, upstreamMs: undefined }
+    const x = new RequestContext(req, res, log, ++nextId)
     const socket = req.socket
     const written0 = socket.bytesWritten
     inFlight++
     res.once('close', () => {
-      logCompleted(x, t0, socket.bytesWritten - written0)
+      logCompleted(log, x, t0, socket.bytesWritten - written0)
       if (--inFlight === 0) idle?.()
     })
-    dispatch(x).catch((err: unknown) => {
-      // A thrown error in one request becomes a 500 for that request and a log line, never a crash.
+    // A thrown error in one request becomes a 500 for that request and a log line, never a crash.
+    const failed = (err: unknown): void => {
       x.log.error({ err, url: req.url }, 'request failed')
       sendError(res, 500, 'internal error')
-    })
+    }
+    try {
+      dispatch(x)?.catch(failed)
+    } catch (err) {
+      failed(err)
+    }
   })
 
-  async function dispatch(x: Exchange): Promise<void> {
-    const path = (x.req.url ?? '').split('?')[0] as string
-    if (path.startsWith(RESERVED_PREFIX) || path === '/_cachemir') return ownEndpoint(x.req, x.res)
-    await handle(x, deps)
+  /** Undefined when the request was answered synchronously (a fresh memory hit). */
+  function dispatch(x: Exchange): Promise<void> | undefined {
+    const url = x.req.url ?? ''
+    if (url.startsWith('/_cachemir')) {
+      const path = url.split('?')[0] as string
+      if (path.startsWith(RESERVED_PREFIX) || path === '/_cachemir') {
+        ownEndpoint(x.req, x.res)
+        return undefined
+      }
+    }
+    return handle(x, deps)
   }
 
   function ownEndpoint(req: IncomingMessage, res: ServerResponse): void {
@@ -173,6 +186,31 @@ export async function startMirror(config: Config, log: Logger, options: MirrorOp
   }
 
   return { url: `http://${shown}`, host: config.host, port, store, fills, scanned, close }
+}
+
+/**
+ * An Exchange whose per-request logger (the root logger with a `reqId`) is made on first use:
+ * most requests never log anything but the request-completed line.
+ */
+class RequestContext implements Exchange {
+  readonly req: IncomingMessage
+  readonly res: ServerResponse
+  outcome: CacheOutcome = {}
+  upstreamMs: number | undefined = undefined
+  readonly #root: Logger
+  readonly #id: number
+  #log: Logger | undefined
+
+  constructor(req: IncomingMessage, res: ServerResponse, root: Logger, id: number) {
+    this.req = req
+    this.res = res
+    this.#root = root
+    this.#id = id
+  }
+
+  get log(): Logger {
+    return (this.#log ??= this.#root.child({ reqId: this.#id }))
+  }
 }
 
 /** Answers a connection node:http has handed over (CONNECT, refused upgrades) and closes it fully. */

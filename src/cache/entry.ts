@@ -2,6 +2,7 @@
 // What one cached response is: its metadata record, how it is keyed, and its on-disk encoding.
 
 import { createHash } from 'node:crypto'
+import { LRUCache } from 'lru-cache'
 import type { Freshness } from '../policy/freshness.js'
 
 /** The stored record of one response, written next to its body as `<hash>.meta`. */
@@ -44,8 +45,19 @@ export interface CachedEntry {
 
 const MAGIC = 'cachemir-meta v1 '
 
+/**
+ * Recently hashed keys: a hot hit looks its key up in every request, and a sha256 costs more
+ * than the rest of the lookup. Bounded by key length, so long URLs cannot grow it.
+ */
+const hashes = new LRUCache<string, string>({ maxSize: 4 * 1024 * 1024, sizeCalculation: (_hash, key) => key.length + 128 })
+
 export function hashKey(key: string): string {
-  return createHash('sha256').update(key).digest('hex')
+  let hash = hashes.get(key)
+  if (hash === undefined) {
+    hash = createHash('sha256').update(key).digest('hex')
+    hashes.set(key, hash)
+  }
+  return hash
 }
 
 /** Meta file text: a magic line carrying the sha256 of the JSON that follows, so a torn write is detected. */

@@ -64,15 +64,21 @@ export class TieredStore {
     return this.disk.scan()
   }
 
-  /** The stored entry for `key`, from memory or disk, or undefined. Small bodies are pulled into memory. */
-  async lookup(key: string): Promise<CachedEntry | undefined> {
+  /** The memory tier's entry for `key`, synchronously (the hot path); undefined: ask lookup(). */
+  peek(key: string): CachedEntry | undefined {
     const hash = hashKey(key)
     if (this.#purging.has(hash)) return undefined
     const hot = this.memory.get(hash)
-    if (hot !== undefined) {
-      this.disk.index.get(hash) // keep disk recency in step with use
-      return hot
-    }
+    if (hot !== undefined) this.disk.index.get(hash) // keep disk recency in step with use
+    return hot
+  }
+
+  /** The stored entry for `key`, from memory or disk, or undefined. Small bodies are pulled into memory. */
+  async lookup(key: string): Promise<CachedEntry | undefined> {
+    const hot = this.peek(key)
+    if (hot !== undefined) return hot
+    const hash = hashKey(key)
+    if (this.#purging.has(hash)) return undefined
     // A commit, refresh or purge that lands while we read must not be undone by our memory insert.
     const writes = this.#writes
     let meta: EntryMeta | undefined

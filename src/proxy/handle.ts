@@ -9,7 +9,7 @@ import type { CachedEntry } from '../cache/entry.js'
 import type { TieredStore } from '../cache/tiered-store.js'
 import { variantKey, varyMatches, varyRecord } from '../cache/vary.js'
 import { canServeStaleOnError, computeFreshness, currentAgeMs, matchRule, ttlSeconds, type Freshness } from '../policy/freshness.js'
-import { decideUse, NO_DIRECTIVES, parseRequestDirectives } from '../policy/request-directives.js'
+import { decideUse, NO_DIRECTIVES, parseRequestDirectives, type RequestDirectives } from '../policy/request-directives.js'
 import { headerValue } from '../http/headers.js'
 import { formatCacheStatus, type CacheOutcome } from '../respond/cache-status.js'
 import { sendCached } from '../respond/send-cached.js'
@@ -46,16 +46,26 @@ type Fwd = 'miss' | 'vary-miss' | 'stale' | 'request' | 'bypass'
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE'])
 let privateFills = 0
 
-export async function handle(x: Exchange, deps: Deps): Promise<void> {
+/**
+ * Handles one request. A fresh hit whose body is in memory is answered synchronously (returns
+ * undefined: no promise, no microtask); everything else returns the promise of its async path.
+ */
+export function handle(x: Exchange, deps: Deps): Promise<void> | undefined {
   const routed = routeRequest(deps.config.routes, x.req.url ?? '')
   // Outside every route, or an unsafe path: refuse (never an open proxy).
-  if ('status' in routed) return sendError(x.res, routed.status, routed.reason)
+  if ('status' in routed) {
+    sendError(x.res, routed.status, routed.reason)
+    return undefined
+  }
 
   // Other methods and bodies: pass through; a successful unsafe method invalidates the URL.
   const method = x.req.method ?? 'GET'
   const offline = deps.config.offline
   if (method !== 'GET' && method !== 'HEAD') {
-    if (offline) return sendError(x.res, 503, 'offline: only cached GET and HEAD are served', { fwd: 'method', detail: 'offline' })
+    if (offline) {
+      sendError(x.res, 503, 'offline: only cached GET and HEAD are served', { fwd: 'method', detail: 'offline' })
+      return undefined
+    }
     return passOn(x, deps, routed, method)
   }
   // Offline: whatever the cache holds, stale included unless the response forbade it; else 504.
@@ -69,9 +79,32 @@ export async function handle(x: Exchange, deps: Deps): Promise<void> {
   // Credentials: never answered from the shared cache; the response is stored only when it
   // says it may be shared (RFC 9111 §3.5), for later requests without credentials.
   if (x.req.headers.authorization !== undefined) {
-    return fillAndSend(x, deps, routed, rule, undefined, 'bypass', (await lookup(x, deps, routed)).storeKey)
+    return lookup(x, deps, routed).then(({ storeKey }) => fillAndSend(x, deps, routed, rule, undefined, 'bypass', storeKey))
   }
-  let { entry, storeKey } = await lookup(x, deps, routed)
+  const hot = lookupHot(x, deps, routed)
+  if (hot !== undefined && hot.entry.body !== undefined && deps.fills.get(hot.storeKey) === undefined) {
+    const freshness = freshnessOf(hot.entry, rule)
+    const now = deps.now()
+    if (decideUse(freshness, hot.entry.meta.responseAt, now, rd) === 'fresh') {
+      x.outcome = { hit: true, ttl: ttlSeconds(freshness, hot.entry.meta.responseAt, now) }
+      // From memory nothing can be 'gone'; ranges and conditionals still return a promise.
+      const sent = sendStored(x, deps, hot.entry, freshness)
+      return typeof sent === 'string' ? undefined : sent.then(() => {})
+    }
+  }
+  return handleStored(x, deps, routed, rule, rd, hot)
+}
+
+/** Everything but a fresh memory hit: lookup on disk, stale handling, fills. */
+async function handleStored(
+  x: Exchange,
+  deps: Deps,
+  routed: Routed,
+  rule: CacheRule | undefined,
+  rd: RequestDirectives,
+  hot: { entry: CachedEntry; storeKey: string } | undefined,
+): Promise<void> {
+  let { entry, storeKey } = hot ?? (await lookup(x, deps, routed))
   // A fill that already has the whole body is only committing it: wait, then it is a plain hit.
   const committing = deps.fills.get(storeKey)
   if (committing?.bodyComplete === true) {
@@ -97,6 +130,12 @@ export async function handle(x: Exchange, deps: Deps): Promise<void> {
   if (rd.onlyIfCached) return sendError(x.res, 504, 'not cached (only-if-cached)', { fwd: 'miss', detail: 'only-if-cached' })
   // Stale or missing: join (or start) the one fill for this key.
   return fillAndSend(x, deps, routed, rule, entry, fwd, storeKey)
+}
+
+/** The URL's plain entry when the memory tier has it: no promise, no disk (the hot path). */
+function lookupHot(x: Exchange, deps: Deps, routed: Routed): { entry: CachedEntry; storeKey: string } | undefined {
+  const plain = deps.store.peek(routed.key)
+  return plain !== undefined && varyMatches(plain.meta.vary, x.req.headers) ? { entry: plain, storeKey: routed.key } : undefined
 }
 
 /**
@@ -235,7 +274,7 @@ async function sendWhenStored(x: Exchange, deps: Deps, fill: Fill, routed: Route
 }
 
 /** Sends a stored entry with Age and our Cache-Status. */
-function sendStored(x: Exchange, deps: Deps, entry: CachedEntry, freshness: Freshness): Promise<'sent' | 'gone'> {
+function sendStored(x: Exchange, deps: Deps, entry: CachedEntry, freshness: Freshness): 'sent' | Promise<'sent' | 'gone'> {
   const ageSeconds = Math.floor(currentAgeMs(freshness, entry.meta.responseAt, deps.now()) / 1000)
   return sendCached(x.req, x.res, entry, deps.store, { cacheStatus: formatCacheStatus(x.outcome), ageSeconds })
 }

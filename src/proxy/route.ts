@@ -36,6 +36,8 @@ export function routeRequest(routes: readonly Route[], target: string): RouteRes
 
 function unsafePathReason(path: string): string | undefined {
   if (path.includes('\\') || path.includes('\0')) return 'backslash or NUL in path'
+  // Without '%' nothing is encoded, and a dot segment must follow a '/': most paths stop here.
+  if (!path.includes('%') && !path.includes('/.')) return undefined
   for (const segment of path.split('/')) {
     let decoded: string
     try {

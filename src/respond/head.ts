@@ -35,6 +35,24 @@ export function buildHead(stored: RawHeaders, o: HeadOptions): string[] {
   return out
 }
 
+/**
+ * A stored header block as sent with every full response, computed once per stored version
+ * (metas are never modified, a refresh makes a new one): the hit path only appends Age and
+ * Cache-Status instead of filtering and lower-casing every field per request.
+ */
+const fullHeads = new WeakMap<RawHeaders, readonly string[]>()
+
+export function buildFullHead(stored: RawHeaders, ageSeconds: number, cacheStatus: string): string[] {
+  let base = fullHeads.get(stored)
+  if (base === undefined) {
+    base = buildHead(stored, { ageSeconds: 0, cacheStatus: '' }).slice(0, -4)
+    fullHeads.set(stored, base)
+  }
+  const out = base.slice()
+  out.push('Age', String(ageSeconds), 'Cache-Status', cacheStatus)
+  return out
+}
+
 /** Writes the status line and headers, keeping the upstream's reason phrase when there is one. */
 export function writeHead(res: ServerResponse, status: number, statusText: string, headers: string[]): void {
   if (statusText !== '') res.writeHead(status, statusText, headers)

@@ -12,7 +12,7 @@ import type { TieredStore } from '../cache/tiered-store.js'
 import { getRaw, headerValue } from '../http/headers.js'
 import { isNotModified, NOT_MODIFIED_FIELDS } from './conditional.js'
 import { evaluateRange, type ByteRange } from './range.js'
-import { buildHead, writeHead } from './head.js'
+import { buildFullHead, buildHead, writeHead } from './head.js'
 
 export interface SendCachedOptions {
   readonly cacheStatus: string
@@ -28,9 +28,30 @@ const LENGTH_FIELDS = new Set(['content-length', 'content-range'])
 
 /**
  * Sends `entry`. Returns 'gone' without writing anything when the body file turned out missing or
- * corrupt (the store has dropped it; the caller treats the request as a miss).
+ * corrupt (the store has dropped it; the caller treats the request as a miss). An entry whose body
+ * is in memory is sent synchronously (no promise on the hot path); a disk body returns a promise.
  */
-export async function sendCached(
+export function sendCached(
+  req: IncomingMessage,
+  res: ServerResponse,
+  entry: CachedEntry,
+  store: TieredStore,
+  o: SendCachedOptions,
+): 'sent' | Promise<'sent' | 'gone'> {
+  const meta = entry.meta
+  const isHead = req.method === 'HEAD'
+  // The common case first: a whole 200 without conditionals or ranges, from memory.
+  if (
+    meta.status === 200 && entry.body !== undefined &&
+    req.headers.range === undefined && req.headers['if-none-match'] === undefined && req.headers['if-modified-since'] === undefined
+  ) {
+    writeHead(res, 200, meta.statusText, buildFullHead(meta.headers, o.ageSeconds, o.cacheStatus))
+    return isHead ? end(res) : end(res, entry.body)
+  }
+  return sendEntry(req, res, entry, store, o)
+}
+
+async function sendEntry(
   req: IncomingMessage,
   res: ServerResponse,
   entry: CachedEntry,
@@ -68,7 +89,7 @@ export async function sendCached(
   }
 
   if (decision.kind === 'full') {
-    writeHead(res, meta.status, meta.statusText, head({}))
+    writeHead(res, meta.status, meta.statusText, buildFullHead(meta.headers, o.ageSeconds, o.cacheStatus))
     if (isHead) return end(res)
     if (entry.body !== undefined) return end(res, entry.body)
     if (!entry.verified) return sendVerified(res, fh, entry, store)
