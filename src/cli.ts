@@ -10,6 +10,9 @@ import { resolveConfig, ENV_VARS, type ConfigInput } from './config.js'
 import { isCachemirError } from './errors.js'
 import { createLogger } from './log.js'
 import { startMirror, type Mirror } from './server.js'
+import cluster from 'node:cluster'
+import { Peers, workerIdentity } from './cluster/peers.js'
+import { runPrimary } from './cluster/primary.js'
 
 const EXIT_RUNTIME = 1
 const EXIT_CONFIG = 2
@@ -27,6 +30,14 @@ async function serve(args: ConfigInput): Promise<void> {
     fail(isCachemirError(err) ? err.message : String(err), EXIT_CONFIG)
   }
   const log = createLogger(config.logLevel)
+  // `--workers N`: this process only supervises; the workers run this same command.
+  if (config.workers > 1 && cluster.isPrimary) {
+    const code = await runPrimary(config, log)
+    exitAfterFlush(log, code)
+    return
+  }
+  const identity = cluster.isWorker ? workerIdentity(process.env) : undefined
+  const peers = identity === undefined ? undefined : new Peers(identity, log.child({ component: 'peers' }))
   // Signals are handled from the start: one that arrives while the server is still starting
   // stops it as soon as it is up, with the same graceful path.
   let mirror: Mirror | undefined
@@ -47,7 +58,7 @@ async function serve(args: ConfigInput): Promise<void> {
   process.on('SIGTERM', () => stop('SIGTERM'))
   process.on('SIGINT', () => stop('SIGINT'))
   try {
-    mirror = await startMirror(config, log)
+    mirror = await startMirror(config, log, peers === undefined ? {} : { peers })
   } catch (err) {
     log.flush()
     fail(err instanceof Error ? err.message : String(err), isCachemirError(err) && err.code === 'CACHEMIR_CONFIG_INVALID' ? EXIT_CONFIG : EXIT_RUNTIME)
@@ -85,7 +96,8 @@ await yargs(hideBin(process.argv))
         .option('ca-file', { type: 'string', describe: `PEM file of extra CAs trusted for https upstreams ${envNote('caFile')}` })
         .option('connect-timeout', { type: 'string', describe: `Upstream connect timeout (default 10s) ${envNote('connectTimeout')}` })
         .option('headers-timeout', { type: 'string', describe: `Upstream response headers timeout (default 30s) ${envNote('headersTimeout')}` })
-        .option('idle-timeout', { type: 'string', describe: `Longest upstream body silence (default 60s) ${envNote('idleTimeout')}` }),
+        .option('idle-timeout', { type: 'string', describe: `Longest upstream body silence (default 60s) ${envNote('idleTimeout')}` })
+        .option('workers', { type: 'string', describe: `Server processes sharing the port and the cache, 1-64 or auto (default 1) ${envNote('workers')}` }),
     (argv) =>
       serve({
         upstream: argv.upstream,
@@ -101,6 +113,7 @@ await yargs(hideBin(process.argv))
         connectTimeout: argv['connect-timeout'],
         headersTimeout: argv['headers-timeout'],
         idleTimeout: argv['idle-timeout'],
+        workers: argv.workers,
       }),
   )
   .strict()

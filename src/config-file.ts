@@ -5,10 +5,10 @@ import fs from 'node:fs'
 import path from 'node:path'
 import type { CacheMode, CacheRule, LogLevel, Route, TimeoutOverrides } from './config.js'
 import { parseDuration } from './util/units.js'
-import { checkBoolean, checkDuration, checkReadableFile, checkTimeouts, checkDir, checkKeys, checkListen, checkLogLevel, checkPrefix, checkSize, checkUpstreamArray, isObject, show, type Given, type Listen } from './config-values.js'
+import { checkBoolean, checkDuration, checkReadableFile, checkTimeouts, checkWorkers, checkDir, checkKeys, checkListen, checkLogLevel, checkPrefix, checkSize, checkUpstreamArray, isObject, show, type Given, type Listen } from './config-values.js'
 
 const CACHE_MODES = ['default', 'immutable', 'revalidate', 'no-store'] as const satisfies readonly CacheMode[]
-const TOP_KEYS = ['$schema', 'listen', 'cacheDir', 'maxDisk', 'maxMemory', 'logLevel', 'upstreams', 'routes', 'offline', 'shutdownGrace', 'caFile', 'timeouts']
+const TOP_KEYS = ['$schema', 'listen', 'cacheDir', 'maxDisk', 'maxMemory', 'logLevel', 'upstreams', 'routes', 'offline', 'shutdownGrace', 'caFile', 'timeouts', 'workers']
 const ROUTE_KEYS = ['prefix', 'upstreams', 'rules', 'timeouts', 'followRedirects']
 const RULE_KEYS = ['match', 'cache', 'ttl', 'storeSetCookie']
 const RULE_EXAMPLE = String.raw`{"match": "\\.deb$", "cache": "immutable"}`
@@ -29,6 +29,7 @@ export interface FileSettings {
   shutdownGraceMs?: number | undefined
   ca?: string | undefined
   timeouts?: TimeoutOverrides | undefined
+  workers?: number | undefined
   upstreams?: { readonly field: string; readonly urls: readonly URL[] | undefined } | undefined
   readonly routes: RouteSpec[]
   /** How many entries the file's `routes` array has, valid or not. */
@@ -76,6 +77,7 @@ export function readConfigFile(source: Given, problems: string[]): FileSettings 
   if (has('shutdownGrace')) settings.shutdownGraceMs = checkDuration(at('shutdownGrace'), '10s', problems)
   if (has('caFile')) settings.ca = checkReadableFile(at('caFile'), fileDir, problems)
   if (has('timeouts')) settings.timeouts = checkTimeouts(at('timeouts'), problems)
+  if (has('workers')) settings.workers = checkWorkers(at('workers'), problems)
   if (has('upstreams')) {
     const upstreams = at('upstreams')
     settings.upstreams = { field: upstreams.field, urls: checkUpstreamArray(upstreams, problems) }

@@ -4,6 +4,7 @@
 
 import fs from 'node:fs'
 import net from 'node:net'
+import os from 'node:os'
 import path from 'node:path'
 import type { LogLevel, TimeoutOverrides } from './config.js'
 import { parseDuration, parseSize } from './util/units.js'
@@ -179,6 +180,18 @@ export function checkBoolean({ field, value }: Given, problems: string[]): boole
   if (text === '0' || text === 'false' || text === 'no') return false
   problems.push(`${field}: expected true or false, got ${show(value)}`)
   return undefined
+}
+
+/** Worker processes: 1 to 64, or "auto" for one per CPU the process may use. */
+export const MAX_WORKERS = 64
+export function checkWorkers({ field, value }: Given, problems: string[]): number | undefined {
+  if (value === 'auto') return Math.min(os.availableParallelism(), MAX_WORKERS)
+  const n = typeof value === 'number' ? value : typeof value === 'string' && /^\d+$/.test(value.trim()) ? Number(value) : NaN
+  if (!Number.isInteger(n) || n < 1 || n > MAX_WORKERS) {
+    problems.push(`${field}: expected a number of workers from 1 to ${MAX_WORKERS} or "auto", got ${show(value)}`)
+    return undefined
+  }
+  return n
 }
 
 /** A readable file's text (PEM bundles). */

@@ -5,7 +5,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { ConfigError } from './errors.js'
 import { readConfigFile, type FileSettings, type RouteSpec } from './config-file.js'
-import { checkBoolean, checkDir, checkDuration, checkListen, checkLogLevel, checkReadableFile, checkSize, checkUpstreams, DEFAULT_HOST, type Given } from './config-values.js'
+import { checkBoolean, checkDir, checkDuration, checkListen, checkLogLevel, checkReadableFile, checkSize, checkUpstreams, checkWorkers, DEFAULT_HOST, type Given } from './config-values.js'
 
 /** How a per-route rule overrides the upstream's caching headers for matching paths. */
 export type CacheMode =
@@ -76,6 +76,8 @@ export interface Config {
   readonly ca: string | undefined
   /** Default upstream limits (routes may override). */
   readonly timeouts: Timeouts
+  /** Server processes sharing the port and the disk cache (1: no cluster). */
+  readonly workers: number
 }
 
 
@@ -97,6 +99,7 @@ export function defaultCacheDir(env: Record<string, string | undefined>): string
  */
 export const DEFAULTS: Readonly<Omit<Config, 'routes'>> = Object.freeze({
   offline: false,
+  workers: 1,
   shutdownGraceMs: 10_000,
   ca: undefined,
   timeouts: Object.freeze({ connectMs: 10_000, headersMs: 30_000, bodyIdleMs: 60_000 }),
@@ -134,6 +137,8 @@ export interface ConfigInput {
   connectTimeout?: string | undefined
   headersTimeout?: string | undefined
   idleTimeout?: string | undefined
+  /** `--workers N` or `auto` (one per CPU). */
+  workers?: string | number | undefined
 }
 
 /** The environment variable behind each setting; each is overridden by its flag. */
@@ -151,6 +156,7 @@ export const ENV_VARS = Object.freeze({
   connectTimeout: 'CACHEMIR_CONNECT_TIMEOUT',
   headersTimeout: 'CACHEMIR_HEADERS_TIMEOUT',
   idleTimeout: 'CACHEMIR_IDLE_TIMEOUT',
+  workers: 'CACHEMIR_WORKERS',
 } as const satisfies Record<keyof ConfigInput, string>)
 
 const FLAGS = {
@@ -167,6 +173,7 @@ const FLAGS = {
   connectTimeout: '--connect-timeout',
   headersTimeout: '--headers-timeout',
   idleTimeout: '--idle-timeout',
+  workers: '--workers',
 } as const satisfies Record<keyof ConfigInput, string>
 
 
@@ -211,6 +218,7 @@ export function resolveConfig(args: ConfigInput, env: Record<string, string | un
   const offline = pick('offline', file?.offline, (g) => checkBoolean(g, problems))
   const shutdownGraceMs = pick('shutdownGrace', file?.shutdownGraceMs, (g) => checkDuration(g, '10s', problems))
   const ca = pick('caFile', file?.ca, (g) => checkReadableFile(g, process.cwd(), problems))
+  const workers = pick('workers', file?.workers, (g) => checkWorkers(g, problems))
   const timeouts: Timeouts = {
     connectMs: pick('connectTimeout', file?.timeouts?.connectMs, (g) => checkDuration(g, '10s', problems)) ?? DEFAULTS.timeouts.connectMs,
     headersMs: pick('headersTimeout', file?.timeouts?.headersMs, (g) => checkDuration(g, '30s', problems)) ?? DEFAULTS.timeouts.headersMs,
@@ -240,6 +248,7 @@ export function resolveConfig(args: ConfigInput, env: Record<string, string | un
     shutdownGraceMs: shutdownGraceMs ?? DEFAULTS.shutdownGraceMs,
     ca: ca ?? DEFAULTS.ca,
     timeouts: Object.freeze(timeouts),
+    workers: workers ?? DEFAULTS.workers,
   })
 }
 

@@ -8,7 +8,7 @@ import type { Logger } from 'pino'
 import { describeListen, type Config } from './config.js'
 import { ConfigError } from './errors.js'
 import type { ScanResult } from './cache/disk-store.js'
-import { TieredStore } from './cache/tiered-store.js'
+import { TieredStore, type StoreChange } from './cache/tiered-store.js'
 import { FillRegistry } from './upstream/fill-registry.js'
 import { UpstreamClient } from './upstream/client.js'
 import { PassThrough } from './proxy/pass-through.js'
@@ -16,6 +16,7 @@ import { routeRequest } from './proxy/route.js'
 import { handle, type Deps, type Exchange } from './proxy/handle.js'
 import { sendError } from './respond/send-error.js'
 import type { CacheOutcome } from './respond/cache-status.js'
+import type { Peers } from './cluster/peers.js'
 import { logCompleted } from './log.js'
 
 /** Paths under this prefix are the mirror's own endpoints, never routed upstream. */
@@ -41,20 +42,24 @@ export interface MirrorOptions {
   readonly clientIdleMs?: number
   /** A client must send its whole request head within this time (default 30 s). */
   readonly clientHeadersMs?: number
+  /** This process is one worker of `serve --workers N`: the other workers, as seen from here. */
+  readonly peers?: Peers
 }
 
 export async function startMirror(config: Config, log: Logger, options: MirrorOptions = {}): Promise<Mirror> {
+  const peers = options.peers
   const store = await TieredStore.open({
     cacheDir: config.cacheDir,
     maxDiskBytes: config.maxDiskBytes,
     maxMemoryBytes: config.maxMemoryBytes,
     log: log.child({ component: 'store' }),
+    ...(peers === undefined ? {} : { leftoversBefore: peers.self.startedAt, onChange: (change: StoreChange) => peers.publish(change) }),
   })
   const now = options.now ?? Date.now
   const upstream = new UpstreamClient({ now, ca: config.ca, env: process.env })
   const fills = new FillRegistry(store, upstream, log.child({ component: 'fill' }))
   const passThrough = new PassThrough(log.child({ component: 'pass-through' }), upstream)
-  const deps: Deps = { config, store, fills, upstream, passThrough, now }
+  const deps: Deps = { config, store, fills, upstream, passThrough, now, peers }
   const startedAt = Date.now()
   let nextId = 0
   let inFlight = 0
@@ -63,9 +68,9 @@ export async function startMirror(config: Config, log: Logger, options: MirrorOp
 
   // Slow-loris clients get clientHeadersMs for their request head; a client that stops reading
   // (or sending) for clientIdleMs is disconnected, which releases its file and fill.
-  const server = createServer({ headersTimeout: options.clientHeadersMs ?? 30_000, connectionsCheckingInterval: Math.min(1_000, options.clientHeadersMs ?? 30_000), requestTimeout: 0, keepAliveTimeout: 5_000 }, (req, res) => {
+  const onRequest = (fromPeer: boolean) => (req: IncomingMessage, res: ServerResponse): void => {
     const t0 = Date.now()
-    const x = new RequestContext(req, res, log, ++nextId)
+    const x = new RequestContext(req, res, log, ++nextId, fromPeer)
     const socket = req.socket
     const written0 = socket.bytesWritten
     inFlight++
@@ -83,7 +88,11 @@ export async function startMirror(config: Config, log: Logger, options: MirrorOp
     } catch (err) {
       failed(err)
     }
-  })
+  }
+  const server = createServer(
+    { headersTimeout: options.clientHeadersMs ?? 30_000, connectionsCheckingInterval: Math.min(1_000, options.clientHeadersMs ?? 30_000), requestTimeout: 0, keepAliveTimeout: 5_000 },
+    onRequest(false),
+  )
 
   /** Undefined when the request was answered synchronously (a fresh memory hit). */
   function dispatch(x: Exchange): Promise<void> | undefined {
@@ -103,12 +112,14 @@ export async function startMirror(config: Config, log: Logger, options: MirrorOp
     if (path === `${RESERVED_PREFIX}health` && (req.method === 'GET' || req.method === 'HEAD')) {
       const body = JSON.stringify({
         status: 'ok',
+        pid: process.pid,
         uptimeMs: Date.now() - startedAt,
         store: store.stats(),
         fills: { active: fills.size, ...fills.counters },
         offline: config.offline,
         upstream: upstream.counters,
         routes: config.routes.map((r) => ({ prefix: r.prefix, upstreams: upstream.health.report(r.upstreams) })),
+        ...(peers === undefined ? {} : { worker: { index: peers.self.index, count: peers.self.count, ...peers.counters } }),
       })
       res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-store', 'Content-Length': Buffer.byteLength(body) })
       res.end(req.method === 'HEAD' ? undefined : body)
@@ -147,7 +158,15 @@ export async function startMirror(config: Config, log: Logger, options: MirrorOp
   const address = server.address()
   const port = typeof address === 'object' && address !== null ? address.port : config.port
   const shown = describeListen({ host: config.host, port })
-  log.info({ listen: shown, cacheDir: config.cacheDir, routes: config.routes.map((r) => r.prefix) }, 'listening')
+  const unsubscribe = peers?.subscribe(store, fills)
+  if (peers === undefined) {
+    log.info({ listen: shown, cacheDir: config.cacheDir, routes: config.routes.map((r) => r.prefix) }, 'listening')
+  } else {
+    // The primary logs the one `listening` line once every worker is up.
+    await peers.listen(onRequest(true))
+    log.info({ worker: peers.self.index, address: shown }, 'worker listening')
+    peers.announce(shown)
+  }
 
   const scanned = store.scan().then(
     (result) => {
@@ -179,6 +198,8 @@ export async function startMirror(config: Config, log: Logger, options: MirrorOp
       for (const socket of tunnels) socket.destroy()
       await stopped
       passThrough.close()
+      unsubscribe?.()
+      await peers?.close()
       await upstream.close()
       await scanned
     })()
@@ -198,14 +219,16 @@ class RequestContext implements Exchange {
   outcome: CacheOutcome = {}
   upstreamMs: number | undefined = undefined
   readonly #root: Logger
+  readonly fromPeer: boolean
   readonly #id: number
   #log: Logger | undefined
 
-  constructor(req: IncomingMessage, res: ServerResponse, root: Logger, id: number) {
+  constructor(req: IncomingMessage, res: ServerResponse, root: Logger, id: number, fromPeer: boolean) {
     this.req = req
     this.res = res
     this.#root = root
     this.#id = id
+    this.fromPeer = fromPeer
   }
 
   get log(): Logger {

@@ -49,11 +49,12 @@ export class DiskStore {
   readonly root: string
   readonly index: DiskIndex
   /** Files older than this that no entry references are leftovers of an earlier process. */
-  readonly #startedAt = Date.now()
+  readonly #startedAt: number
   readonly #log: Logger
 
-  private constructor(cacheDir: string, maxBytes: number, log: Logger, onEvicted: (hash: string) => void) {
+  private constructor(cacheDir: string, maxBytes: number, log: Logger, onEvicted: (hash: string) => void, leftoversBefore: number) {
     this.root = join(cacheDir, LAYOUT_DIR, 'objects')
+    this.#startedAt = leftoversBefore
     this.#log = log
     this.index = new DiskIndex({
       maxBytes,
@@ -65,8 +66,14 @@ export class DiskStore {
   }
 
   /** Creates the layout and proves the directory is writable; a failure is a ConfigError naming --cache-dir. */
-  static async open(cacheDir: string, maxBytes: number, log: Logger, onEvicted: (hash: string) => void): Promise<DiskStore> {
-    const store = new DiskStore(cacheDir, maxBytes, log, onEvicted)
+  static async open(
+    cacheDir: string,
+    maxBytes: number,
+    log: Logger,
+    onEvicted: (hash: string) => void,
+    leftoversBefore = Date.now(),
+  ): Promise<DiskStore> {
+    const store = new DiskStore(cacheDir, maxBytes, log, onEvicted, leftoversBefore)
     const probe = join(store.root, `${TEMP_PREFIX}probe-${process.pid}-${randomBytes(4).toString('hex')}`)
     try {
       await mkdir(store.root, { recursive: true })

@@ -5,6 +5,7 @@
 import type { FileHandle } from 'node:fs/promises'
 import { LRUCache } from 'lru-cache'
 import type { Logger } from 'pino'
+import { bodyVersion } from './disk-index.js'
 import { DiskStore, type ScanResult, type TempBody, type VaryMarker } from './disk-store.js'
 import { hashKey, type CachedEntry, type EntryMeta } from './entry.js'
 import { CacheCorruptError } from '../errors.js'
@@ -17,7 +18,22 @@ export interface StoreOptions {
   readonly maxDiskBytes: number
   readonly maxMemoryBytes: number
   readonly log: Logger
+  /** Files older than this (epoch ms) that no entry references are removed by the scan (default: now). */
+  readonly leftoversBefore?: number
+  /** Told of every change other processes sharing the cache directory must know (worker groups). */
+  readonly onChange?: (change: StoreChange) => void
 }
+
+/**
+ * A change to the shared cache: an entry stored, refreshed or removed (`version` null), or a URL
+ * invalidated with all its variants. Other workers drop their memory copy and update their index.
+ */
+export type StoreChange =
+  | { readonly kind: 'entry'; readonly hash: string; readonly version: string | null }
+  | { readonly kind: 'url'; readonly key: string; readonly done: boolean }
+
+/** A purge announced by another worker that never says it is done (the worker died) ends after this. */
+const REMOTE_PURGE_MS = 10_000
 
 export interface StoreStats {
   readonly memoryEntries: number
@@ -41,22 +57,58 @@ export class TieredStore {
   #writes = 0
   /** Keys (by hash) being purged, and the purge to wait for. */
   readonly #purging = new Map<string, Promise<boolean>>()
+  /** Keys (by hash) another worker is purging, until when. */
+  readonly #remotePurging = new Map<string, number>()
 
-  private constructor(disk: DiskStore, memory: MemoryStore, log: Logger) {
+  readonly #onChange: (change: StoreChange) => void
+
+  private constructor(disk: DiskStore, memory: MemoryStore, log: Logger, onChange: (change: StoreChange) => void) {
     this.disk = disk
     this.memory = memory
     this.#log = log
+    this.#onChange = onChange
   }
 
   static async open(options: StoreOptions): Promise<TieredStore> {
     const memory = new MemoryStore(options.maxMemoryBytes)
+    const onChange = options.onChange ?? (() => {})
     let self: TieredStore | undefined
     const disk = await DiskStore.open(options.cacheDir, options.maxDiskBytes, options.log, (hash) => {
       memory.delete(hash)
       if (self !== undefined) self.#evictions++
-    })
-    self = new TieredStore(disk, memory, options.log)
+      onChange({ kind: 'entry', hash, version: null })
+    }, options.leftoversBefore)
+    self = new TieredStore(disk, memory, options.log, onChange)
     return self
+  }
+
+  /**
+   * Applies another process's change: the memory copy is dropped (the next lookup reads the disk),
+   * and the index learns the new version or forgets the entry.
+   */
+  applyChange(change: StoreChange): void {
+    this.#writes++
+    if (change.kind === 'url') {
+      // Until the purging worker is done, the old files may still be on disk: the key is a miss.
+      const hash = hashKey(change.key)
+      if (change.done) this.#remotePurging.delete(hash)
+      else this.#remotePurging.set(hash, Date.now() + REMOTE_PURGE_MS)
+      this.memory.delete(hash)
+      this.#vary.delete(hash)
+      this.disk.index.delete(hash)
+      return
+    }
+    this.memory.delete(change.hash)
+    if (change.version === null) this.disk.index.delete(change.hash)
+    else this.disk.index.set(change.hash, change.version)
+  }
+
+  #remotelyPurging(hash: string): boolean {
+    const until = this.#remotePurging.get(hash)
+    if (until === undefined) return false
+    if (until > Date.now()) return true
+    this.#remotePurging.delete(hash)
+    return false
   }
 
   /** Indexes what an earlier process left on disk; the store serves (and finds old entries) meanwhile. */
@@ -67,7 +119,7 @@ export class TieredStore {
   /** The memory tier's entry for `key`, synchronously (the hot path); undefined: ask lookup(). */
   peek(key: string): CachedEntry | undefined {
     const hash = hashKey(key)
-    if (this.#purging.has(hash)) return undefined
+    if (this.#purging.has(hash) || (this.#remotePurging.size > 0 && this.#remotelyPurging(hash))) return undefined
     const hot = this.memory.get(hash)
     if (hot !== undefined) this.disk.index.get(hash) // keep disk recency in step with use
     return hot
@@ -78,7 +130,7 @@ export class TieredStore {
     const hot = this.peek(key)
     if (hot !== undefined) return hot
     const hash = hashKey(key)
-    if (this.#purging.has(hash)) return undefined
+    if (this.#purging.has(hash) || this.#remotelyPurging(hash)) return undefined
     // A commit, refresh or purge that lands while we read must not be undone by our memory insert.
     const writes = this.#writes
     let meta: EntryMeta | undefined
@@ -130,6 +182,7 @@ export class TieredStore {
   async commit(temp: TempBody, meta: EntryMeta, previous: EntryMeta | undefined, body: Buffer | undefined): Promise<CachedEntry> {
     this.#writes++
     await this.disk.commit(temp, meta, previous)
+    this.#onChange({ kind: 'entry', hash: temp.hash, version: bodyVersion(temp.id, meta.bodyBytes) })
     const entry: CachedEntry = { meta, hash: temp.hash, body, freshness: undefined, verified: true }
     if (body !== undefined || meta.bodyBytes > this.memory.maxBodyBytes) this.memory.set(entry)
     else this.memory.delete(temp.hash)
@@ -144,6 +197,8 @@ export class TieredStore {
     if (!(await this.disk.isCurrent(entry.hash, entry.meta))) return next
     this.memory.set(next)
     await this.disk.writeMeta(entry.hash, meta)
+    const version = this.disk.index.get(entry.hash)
+    if (version !== undefined) this.#onChange({ kind: 'entry', hash: entry.hash, version })
     return next
   }
 
@@ -185,10 +240,14 @@ export class TieredStore {
     this.#writes++
     // Purges of one key run one after another; each ends with the key findable again.
     const previous = this.#purging.get(hash)
+    // Other workers forget the URL now, and again once the files are gone (a lookup in between
+    // may have read the old entry back into memory).
+    this.#onChange({ kind: 'url', key, done: false })
     const run: Promise<boolean> = (previous ?? Promise.resolve(false))
       .catch(() => false)
       .then(() => this.#purgeAll(key, hash))
       .finally(() => {
+        this.#onChange({ kind: 'url', key, done: true })
         if (this.#purging.get(hash) === run) this.#purging.delete(hash)
         this.#writes++
       })
@@ -256,5 +315,6 @@ export class TieredStore {
     this.#writes++
     this.memory.delete(entry.hash)
     await this.disk.remove(entry.hash, entry.meta)
+    this.#onChange({ kind: 'entry', hash: entry.hash, version: null })
   }
 }

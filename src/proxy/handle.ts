@@ -22,6 +22,7 @@ import { fillHeaders } from './forward-headers.js'
 import { fetchPrivately, streamResponse, type PassThrough } from './pass-through.js'
 import { invalidatedKeys } from './invalidation.js'
 import { routeRequest, type Routed } from './route.js'
+import type { Peers } from '../cluster/peers.js'
 
 export interface Deps {
   readonly config: Config
@@ -30,6 +31,8 @@ export interface Deps {
   readonly upstream: UpstreamClient
   readonly passThrough: PassThrough
   readonly now: () => number
+  /** The other workers, when this process is one of `serve --workers N`. */
+  readonly peers: Peers | undefined
 }
 
 /** One request's context; the handler fills in what the request-completed log line reports. */
@@ -37,6 +40,8 @@ export interface Exchange {
   readonly req: IncomingMessage
   readonly res: ServerResponse
   readonly log: Logger
+  /** Handed over by another worker of the group: answer here, never forward again. */
+  readonly fromPeer: boolean
   outcome: CacheOutcome
   upstreamMs: number | undefined
 }
@@ -120,6 +125,8 @@ async function handleStored(
     // Fresh enough for this client, or a stale copy the client (max-stale) or the origin
     // (stale-while-revalidate, refreshed in the background) accepts: send it.
     if (use !== 'revalidate') {
+      // In a worker group the URL's owner refreshes it (and serves this stale copy meanwhile).
+      if (use === 'stale-while-revalidate' && (await askOwner(x, deps, routed)) === 'answered') return
       x.outcome = { hit: true, ttl, ...(use === 'stale-ok' ? { detail: 'max-stale' } : use === 'stale-while-revalidate' ? { detail: 'stale-while-revalidate' } : {}) }
       if (use === 'stale-while-revalidate') revalidateInBackground(x, deps, routed, rule, entry, storeKey)
       if ((await sendStored(x, deps, entry, freshness)) === 'sent') return
@@ -128,8 +135,20 @@ async function handleStored(
   }
   // only-if-cached: never contact the upstream (RFC 9111 §5.2.1.7).
   if (rd.onlyIfCached) return sendError(x.res, 504, 'not cached (only-if-cached)', { fwd: 'miss', detail: 'only-if-cached' })
-  // Stale or missing: join (or start) the one fill for this key.
+  // Stale or missing: join (or start) the one fill for this key; in a worker group the fill
+  // runs in the URL's owner, so there is still one per key across all workers.
+  if ((await askOwner(x, deps, routed)) === 'answered') return
   return fillAndSend(x, deps, routed, rule, entry, fwd, storeKey)
+}
+
+/**
+ * In a worker group, hands the request to the worker that fills this URL. 'local' when this
+ * worker is the owner, the request came from a peer, or the owner is unreachable.
+ */
+async function askOwner(x: Exchange, deps: Deps, routed: Routed): Promise<'answered' | 'local'> {
+  const owner = deps.peers?.ownerToAsk(routed.key, x.fromPeer)
+  if (deps.peers === undefined || owner === undefined) return 'local'
+  return deps.peers.forward(x.req, x.res, owner, (outcome) => (x.outcome = outcome)).then((r) => (r === 'unavailable' ? 'local' : 'answered'))
 }
 
 /** The URL's plain entry when the memory tier has it: no promise, no disk (the hot path). */
@@ -304,6 +323,8 @@ async function passOn(x: Exchange, deps: Deps, routed: Routed, method: string): 
       deps.fills.invalidate(key)
       purges.push(deps.store.purge(key))
     }
+    // Other workers have dropped the URLs before this response goes out.
+    return deps.peers?.barrier()
   })
   for (const result of await Promise.allSettled(purges)) {
     if (result.status === 'rejected') x.log.warn({ err: result.reason }, 'cache invalidation failed')

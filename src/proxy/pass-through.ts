@@ -45,7 +45,7 @@ export class PassThrough {
     req: IncomingMessage,
     res: ServerResponse,
     routed: Routed,
-    onResponse?: (status: number, headers: IncomingHttpHeaders) => void,
+    onResponse?: (status: number, headers: IncomingHttpHeaders) => void | Promise<void>,
   ): Promise<{ status: number; headers: IncomingHttpHeaders; target: URL }> {
     const target = upstreamUrl(routed)
     const abort = new AbortController()
@@ -64,8 +64,8 @@ export class PassThrough {
       return { status: 0, headers: {}, target }
     }
     const headers = headersObject(response.headers)
-    onResponse?.(response.status, headers)
     try {
+      await onResponse?.(response.status, headers)
       await streamResponse(req, res, response, 'cachemir; fwd=method')
     } finally {
       res.off('close', onClose)

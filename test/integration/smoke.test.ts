@@ -9,6 +9,8 @@ import { get } from '../helpers/client.js'
 
 test('serves a fresh response from cache without contacting the origin', async (t) => {
   const origin = await startOrigin(t, (_req, res) => {
+    // Without Date the apparent age is 0, so Age is exactly 0 (a whole-second Date can make it 1).
+    res.sendDate = false
     res.setHeader('cache-control', 'max-age=60')
     res.end('hello')
   })

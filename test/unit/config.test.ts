@@ -96,6 +96,7 @@ test('ENV_VARS names the variable behind each setting', () => {
       connectTimeout: 'CACHEMIR_CONNECT_TIMEOUT',
       headersTimeout: 'CACHEMIR_HEADERS_TIMEOUT',
       idleTimeout: 'CACHEMIR_IDLE_TIMEOUT',
+      workers: 'CACHEMIR_WORKERS',
     },
   )
 })
@@ -454,7 +455,7 @@ test('unknown keys are problems at the top level, in a route and in a rule', (t)
   const cases: [unknown, string][] = [
     [
       { upstreams: [UP], upstream: [UP] },
-      'upstream: unknown key (expected one of listen, cacheDir, maxDisk, maxMemory, logLevel, upstreams, routes, offline, shutdownGrace, caFile, timeouts)',
+      'upstream: unknown key (expected one of listen, cacheDir, maxDisk, maxMemory, logLevel, upstreams, routes, offline, shutdownGrace, caFile, timeouts, workers)',
     ],
     [
       { routes: [{ prefix: '/', upstream: [UP], upstreams: [UP] }] },
