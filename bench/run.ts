@@ -12,8 +12,9 @@ import { coldMissTtfb } from './scenarios/cold-miss-ttfb.js'
 import { hotSmallHit } from './scenarios/hot-small-hit.js'
 import { largeHit } from './scenarios/large-hit.js'
 import { thunderingHerd } from './scenarios/thundering-herd.js'
+import { multiCore } from './scenarios/multi-core.js'
 
-const SCENARIOS: Scenario[] = [hotSmallHit, coldMissTtfb, largeHit, thunderingHerd]
+const SCENARIOS: Scenario[] = [hotSmallHit, coldMissTtfb, largeHit, thunderingHerd, multiCore]
 
 const { values } = parseArgs({
   options: {
