@@ -5,7 +5,7 @@ import { spawn, spawnSync } from 'node:child_process'
 import { accessSync, constants, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { delimiter, join } from 'node:path'
 import type { Row } from './types.js'
-import { freePort, MiB, procStatusBytes, stopChild, tail, waitForPort, type Proc } from './util.js'
+import { fmt, fmtSpread, freePort, MiB, procStatusBytes, stopChild, tail, waitForPort, type Proc, type Spread } from './util.js'
 
 export interface NginxInfo {
   /** Absolute path of the binary, or undefined when nginx is not available. */
@@ -197,4 +197,17 @@ export async function startNginx(opts: NginxOptions): Promise<NginxProc> {
 /** The row a scenario prints instead of nginx figures when nginx cannot run: never fake figures. */
 export function nginxMissingRow(scenario: string, metric: string, target: string): Row {
   return { scenario, reference: 'nginx proxy_cache', metric, cachemir: '–', referenceFigure: nginxInfo().note, ratio: '–', target, met: 'n/a' }
+}
+
+/**
+ * Where nginx is out of reach for any Node server, the table says so: this row compares the bare
+ * Node reference of the same run (not cachemir) with nginx. It is the runtime's ceiling for the
+ * "≥ 1.0× nginx" goal.
+ */
+export function runtimeCeilingRow(scenario: string, bareName: string, bare: Spread, nginx: Spread): Row {
+  const r = bare.median / nginx.median
+  return {
+    scenario, reference: 'nginx proxy_cache', metric: `req/s of the ${bareName} (not cachemir) vs nginx: what the runtime allows`,
+    cachemir: fmtSpread(bare, 0), referenceFigure: fmtSpread(nginx, 0), ratio: `${fmt(r, 2)}×`, target: '–', met: 'n/a',
+  }
 }

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Pool, request } from 'undici'
 import { runRps, type RpsResult } from '../lib/loadgen.js'
-import { NGINX_SETTINGS, nginxInfo, nginxMissingRow, startNginx } from '../lib/nginx.js'
+import { NGINX_SETTINGS, nginxInfo, nginxMissingRow, runtimeCeilingRow, startNginx } from '../lib/nginx.js'
 import type { Options, Row, Scenario, ScenarioResult } from '../lib/types.js'
 import { chunkBytes, fmt, fmtSpread, MiB, spread, startCachemir, startServer, type Proc } from '../lib/util.js'
 import { originCount } from './thundering-herd.js'
@@ -148,6 +148,7 @@ export const diskHit: Scenario = {
         rows.push(
           { scenario: S, reference: 'nginx proxy_cache', metric: 'req/s', cachemir: fmtSpread(rpsA, 0), referenceFigure: fmtSpread(rpsC, 0), ratio: `${fmt(vs, 2)}×`, target: '≥ 1.0× (goal)', met: vs >= 1 ? 'yes' : 'no' },
           { scenario: S, reference: 'nginx proxy_cache', metric: 'p99 latency (ms)', cachemir: fmtSpread(p99A, 2), referenceFigure: fmtSpread(p99C, 2), ratio: `${fmt(p99Vs, 2)}×`, target: '≤ 1.0× (goal)', met: p99Vs <= 1 ? 'yes' : 'no' },
+          runtimeCeilingRow(S, 'bare node file server', rpsB, rpsC),
         )
       } else {
         rows.push(nginxMissingRow(S, 'req/s', '≥ 1.0× (goal)'))

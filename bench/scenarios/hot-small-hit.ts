@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { request } from 'undici'
 import { runRps, type RpsResult } from '../lib/loadgen.js'
-import { NGINX_SETTINGS, nginxInfo, nginxMissingRow, startNginx } from '../lib/nginx.js'
+import { NGINX_SETTINGS, nginxInfo, nginxMissingRow, runtimeCeilingRow, startNginx } from '../lib/nginx.js'
 import type { Options, Row, Scenario, ScenarioResult } from '../lib/types.js'
 import { fmt, fmtSpread, spread, startCachemir, startServer, type Proc } from '../lib/util.js'
 
@@ -91,6 +91,7 @@ export const hotSmallHit: Scenario = {
         nginxRows.push(
           { scenario: S, reference: 'nginx proxy_cache', metric: 'req/s', cachemir: fmtSpread(rpsA, 0), referenceFigure: fmtSpread(rpsC, 0), ratio: `${fmt(rpsVs, 2)}×`, target: '≥ 1.0× (goal)', met: rpsVs >= 1 ? 'yes' : 'no' },
           { scenario: S, reference: 'nginx proxy_cache', metric: 'p99 latency (ms)', cachemir: fmtSpread(p99A, 2), referenceFigure: fmtSpread(p99C, 2), ratio: `${fmt(p99Vs, 2)}×`, target: '≤ 1.0× (goal)', met: p99Vs <= 1 ? 'yes' : 'no' },
+          runtimeCeilingRow(S, 'bare node:http server', rpsB, rpsC),
         )
       } else {
         nginxRows.push(nginxMissingRow(S, 'req/s', '≥ 1.0× (goal)'), nginxMissingRow(S, 'p99 latency (ms)', '≤ 1.0× (goal)'))
