@@ -58,7 +58,7 @@ export function nginxInfo(): NginxInfo {
     const r = spawnSync(path, ['-v'], { encoding: 'utf8', timeout: 10_000 })
     version = /nginx\/[\w.]+/.exec(`${r.stderr}${r.stdout}`)?.[0] ?? ''
     if (r.status !== 0) {
-      note = `nginx at ${path} does not run (${String(r.error ?? r.stderr).trim().slice(0, 200)})`
+      note = `nginx not installed (${path} does not run: ${String(r.error ?? r.stderr).trim().slice(0, 200) || `exit ${String(r.status)}`})`
       path = undefined
     }
   }
@@ -196,7 +196,7 @@ export async function startNginx(opts: NginxOptions): Promise<NginxProc> {
 
 /** The row a scenario prints instead of nginx figures when nginx cannot run: never fake figures. */
 export function nginxMissingRow(scenario: string, metric: string, target: string): Row {
-  return { scenario, reference: 'nginx proxy_cache', metric, cachemir: '–', referenceFigure: nginxInfo().note, ratio: '–', target, met: 'n/a' }
+  return { scenario, reference: 'nginx proxy_cache', metric, cachemir: '–', referenceFigure: 'nginx not installed', ratio: '–', target, met: 'n/a' }
 }
 
 /**

@@ -169,3 +169,10 @@ export const MiB = 1024 * 1024
 export const fmt = (n: number, digits = 1): string => (Number.isFinite(n) ? n.toFixed(digits) : '?')
 /** `median (min–max)` of a Spread. */
 export const fmtSpread = (s: Spread, digits = 1): string => `${fmt(s.median, digits)} (${fmt(s.min, digits)}–${fmt(s.max, digits)})`
+
+/** A note on what a server wrote to stdout/stderr (cachemir logs at warn and above), or undefined. */
+export function logNote(name: string, p: Proc): string | undefined {
+  const lines = p.stderrTail().split('\n').filter((l) => l.trim() !== '')
+  if (lines.length === 0) return undefined
+  return `WARN ${name} wrote ${lines.length} line(s) (last 8 KiB kept); last: ${(lines.at(-1) ?? '').slice(0, 300)}`
+}

@@ -10,7 +10,7 @@ import { Pool, request } from 'undici'
 import { runRps, type RpsResult } from '../lib/loadgen.js'
 import { NGINX_SETTINGS, nginxInfo, nginxMissingRow, runtimeCeilingRow, startNginx } from '../lib/nginx.js'
 import type { Options, Row, Scenario, ScenarioResult } from '../lib/types.js'
-import { chunkBytes, fmt, fmtSpread, MiB, spread, startCachemir, startServer, type Proc } from '../lib/util.js'
+import { chunkBytes, fmt, fmtSpread, MiB, spread, logNote, startCachemir, startServer, type Proc } from '../lib/util.js'
 import { originCount } from './thundering-herd.js'
 
 const OBJECTS = 10_000
@@ -153,6 +153,8 @@ export const diskHit: Scenario = {
       } else {
         rows.push(nginxMissingRow(S, 'req/s', '≥ 1.0× (goal)'))
       }
+      const logged = logNote('cachemir', mirror)
+      if (logged !== undefined) notes.push(logged)
       return {
         name: this.name,
         notes,

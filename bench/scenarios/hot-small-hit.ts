@@ -8,7 +8,7 @@ import { request } from 'undici'
 import { runRps, type RpsResult } from '../lib/loadgen.js'
 import { NGINX_SETTINGS, nginxInfo, nginxMissingRow, runtimeCeilingRow, startNginx } from '../lib/nginx.js'
 import type { Options, Row, Scenario, ScenarioResult } from '../lib/types.js'
-import { fmt, fmtSpread, spread, startCachemir, startServer, type Proc } from '../lib/util.js'
+import { fmt, fmtSpread, spread, logNote, startCachemir, startServer, type Proc } from '../lib/util.js'
 
 const CONNECTIONS = 64
 const DROP = new Set(['date', 'connection', 'keep-alive', 'transfer-encoding', 'content-length'])
@@ -96,6 +96,8 @@ export const hotSmallHit: Scenario = {
       } else {
         nginxRows.push(nginxMissingRow(S, 'req/s', '≥ 1.0× (goal)'), nginxMissingRow(S, 'p99 latency (ms)', '≤ 1.0× (goal)'))
       }
+      const logged = logNote('cachemir', mirror)
+      if (logged !== undefined) notes.push(logged)
       return {
         name: this.name,
         notes,

@@ -12,7 +12,7 @@ import { join } from 'node:path'
 import { runBulk, runMixed } from '../lib/loadgen.js'
 import { NGINX_SETTINGS, nginxInfo, nginxMissingRow, startNginx } from '../lib/nginx.js'
 import type { Options, Row, Scenario, ScenarioResult } from '../lib/types.js'
-import { fmt, fmtSpread, median, MiB, rssSampler, spread, startCachemir, startServer, type Proc } from '../lib/util.js'
+import { fmt, fmtSpread, median, MiB, rssSampler, spread, logNote, startCachemir, startServer, type Proc } from '../lib/util.js'
 import { writeDeterministicFile } from './large-hit.js'
 import { fileDigest, originCount } from './thundering-herd.js'
 
@@ -135,6 +135,8 @@ export const slowReaders: Scenario = {
           cachemir: G === undefined ? '?' : fmt(G, 1), referenceFigure: withNginx(GC === undefined ? '?' : fmt(GC, 1)), ratio: '–', target: '< 64 MiB', met: G === undefined ? 'n/a' : G < 64 ? 'yes' : 'no',
         },
       )
+      const logged = logNote('cachemir', mirror)
+      if (logged !== undefined) notes.push(logged)
       return {
         name: this.name,
         notes,

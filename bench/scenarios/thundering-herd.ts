@@ -11,7 +11,7 @@ import { request } from 'undici'
 import { runBulk } from '../lib/loadgen.js'
 import { NGINX_SETTINGS, nginxInfo, nginxMissingRow, startNginx } from '../lib/nginx.js'
 import type { Options, Row, Scenario, ScenarioResult } from '../lib/types.js'
-import { fmt, fmtSpread, MiB, rssSampler, spread, startCachemir, startServer, type Proc, type Spread } from '../lib/util.js'
+import { fmt, fmtSpread, MiB, rssSampler, spread, logNote, startCachemir, startServer, type Proc, type Spread } from '../lib/util.js'
 import { writeDeterministicFile } from './large-hit.js'
 
 const SIZE_MIB = 64
@@ -128,6 +128,8 @@ export const thunderingHerd: Scenario = {
       } else {
         rows.splice(1, 0, nginxMissingRow(S, 'last finish (ms)', '≤ 1.0× (goal)'))
       }
+      const logged = logNote('cachemir', mirror)
+      if (logged !== undefined) notes.push(logged)
       return {
         name: this.name,
         notes,
