@@ -6,15 +6,19 @@ import { cpus } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { loadGenerator } from './lib/loadgen.js'
+import { nginxInfo } from './lib/nginx.js'
 import type { Row, Scenario, ScenarioResult } from './lib/types.js'
 import { ROOT } from './lib/util.js'
 import { coldMissTtfb } from './scenarios/cold-miss-ttfb.js'
+import { diskHit } from './scenarios/disk-hit.js'
 import { hotSmallHit } from './scenarios/hot-small-hit.js'
 import { largeHit } from './scenarios/large-hit.js'
+import { slowReaders } from './scenarios/slow-readers.js'
 import { thunderingHerd } from './scenarios/thundering-herd.js'
 import { multiCore } from './scenarios/multi-core.js'
 
-const SCENARIOS: Scenario[] = [hotSmallHit, coldMissTtfb, largeHit, thunderingHerd, multiCore]
+/** In the issue's numbering: 1, 2, 3, 4, 5, 6, 8 (7 follows). */
+const SCENARIOS: Scenario[] = [hotSmallHit, diskHit, largeHit, coldMissTtfb, thunderingHerd, slowReaders, multiCore]
 
 const { values } = parseArgs({
   options: {
@@ -46,12 +50,14 @@ const selected = SCENARIOS.filter((s) => only === undefined || only.includes(s.n
 const watchdog = setTimeout(() => {
   console.error('bench: watchdog fired (run too long); exiting')
   process.exit(1)
-}, (quick ? 180 : 600) * 1000)
+}, (quick ? 300 : 600) * 1000)
 watchdog.unref()
 
 const gen = loadGenerator()
+// Decided (and, when allowed, installed) before any timing starts.
+const nginx = nginxInfo()
 const started = Date.now()
-console.error(`cachemir bench: ${selected.map((s) => s.name).join(', ')}; ${rounds} rounds${quick ? ', quick' : ''}; load generator: ${gen.name} (${gen.note || 'on PATH'})`)
+console.error(`cachemir bench: ${selected.map((s) => s.name).join(', ')}; ${rounds} rounds${quick ? ', quick' : ''}; load generator: ${gen.name} (${gen.note || 'on PATH'}); nginx: ${nginx.version || 'none'} (${nginx.note})`)
 const results: ScenarioResult[] = []
 const failures: { name: string; error: string }[] = []
 for (const s of selected) {
@@ -85,6 +91,7 @@ const summary = {
   quick,
   rounds,
   loadGenerator: gen,
+  nginx,
   seconds: (Date.now() - started) / 1000,
   figures: 'median over rounds (min–max)',
   rows,
@@ -96,7 +103,7 @@ mkdirSync(dir, { recursive: true })
 writeFileSync(join(dir, 'latest.json.tmp'), `${JSON.stringify(summary, null, 2)}\n`)
 renameSync(join(dir, 'latest.json.tmp'), join(dir, 'latest.json'))
 
-console.log(`Load generator: ${gen.name === 'wrk' ? 'wrk' : 'built-in undici closed-loop generator (separate child process)'}${gen.note ? ` — ${gen.note}` : ''}. Figures: median over ${rounds} rounds (min–max). Node ${process.version}, ${cpus().length} CPUs.\n`)
+console.log(`Load generator: ${gen.name === 'wrk' ? 'wrk' : 'built-in undici closed-loop generator (separate child process)'}${gen.note ? ` — ${gen.note}` : ''}. nginx: ${nginx.path !== undefined ? `${nginx.version} (${nginx.note})` : `${nginx.note}: nginx rows skipped`}. Figures: median over ${rounds} rounds (min–max); ratio = cachemir ÷ reference. Node ${process.version}, ${cpus().length} CPUs.\n`)
 console.log(table)
 console.error(`bench: ${summary.seconds.toFixed(1)} s; wrote bench/results/latest.json`)
 process.exitCode = failures.length > 0 ? 1 : 0

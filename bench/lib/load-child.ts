@@ -3,20 +3,42 @@
 // Modes:
 //   rps   closed loop: --connections keep-alive connections, each sends its next GET as soon as
 //         the previous body ended, for --seconds; reports requests/s and latency percentiles.
+//         With --count N, every `{n}` in the URL is replaced per request by a random integer in
+//         [0, N): random access over N objects.
 //   bulk  --connections concurrent clients each GET the URL --repeat times and read every body to
 //         the end; reports bytes, wall time, per-request finish times, and (with hash) sha256s.
+//   mixed --slow clients that read at --slowBytesPerSec (pausing the socket between chunks) and
+//         --fast clients that read at full speed start together on one URL, slow ones first. Fast
+//         bodies are kept and hashed after the last one ends (--fast × body size of memory here);
+//         once --windowMs has passed since the start, the slow clients are cut. Reports fast finish
+//         times and digests, and the bytes each slow one read.
 import { createHash } from 'node:crypto'
+import { Agent as HttpAgent, get } from 'node:http'
 import { Agent, Pool, request } from 'undici'
-import { percentile } from './util.js'
+import { percentile, sleep } from './util.js'
 
-interface Args { url: string; connections: number; seconds?: number; repeat?: number; hash?: boolean }
+interface Args {
+  url: string
+  connections: number
+  seconds?: number
+  repeat?: number
+  hash?: boolean
+  count?: number
+  fast?: number
+  slow?: number
+  slowBytesPerSec?: number
+  windowMs?: number
+}
 const mode = process.argv[2]
 const args = JSON.parse(process.argv[3] ?? '{}') as Args
 
 async function rps(): Promise<unknown> {
   const u = new URL(args.url)
   const pool = new Pool(u.origin, { connections: args.connections, pipelining: 1, keepAliveTimeout: 60_000 })
-  const path = u.pathname + u.search
+  // Taken from the raw URL: URL would percent-encode the braces of `{n}`.
+  const template = args.url.slice(u.origin.length) || '/'
+  const count = args.count ?? 0
+  const nextPath = (): string => (count > 0 ? template.replaceAll('{n}', String(Math.floor(Math.random() * count))) : template)
   let lat = new Float64Array(1 << 16)
   let n = 0
   let errors = 0
@@ -27,7 +49,7 @@ async function rps(): Promise<unknown> {
     while (performance.now() < end) {
       const t0 = performance.now()
       try {
-        const res = await pool.request({ path, method: 'GET' })
+        const res = await pool.request({ path: nextPath(), method: 'GET' })
         await res.body.dump({ limit: Infinity })
         if (res.statusCode >= 300) non2xx++
         if (n === lat.length) { const bigger = new Float64Array(lat.length * 2); bigger.set(lat); lat = bigger }
@@ -74,5 +96,75 @@ async function bulk(): Promise<unknown> {
   return { bytes, seconds, mbps: bytes / 1e6 / seconds, errors, finishesMs: finishes, digests }
 }
 
-const out = mode === 'rps' ? await rps() : await bulk()
+/** One client reading at `bytesPerSec`: after each chunk it pauses until it is back on schedule. */
+function slowClient(url: string, agent: HttpAgent, bytesPerSec: number): { done: Promise<void>; bytes(): number; cut(): void; ended(): boolean } {
+  let got = 0
+  let ended = false
+  let timer: NodeJS.Timeout | undefined
+  const req = get(url, { agent })
+  const done = new Promise<void>((resolve) => {
+    req.on('response', (res) => {
+      const t0 = performance.now()
+      res.on('data', (chunk: Buffer) => {
+        got += chunk.length
+        const aheadMs = (got / bytesPerSec) * 1000 - (performance.now() - t0)
+        if (aheadMs > 0) {
+          res.pause()
+          timer = setTimeout(() => res.resume(), aheadMs)
+        }
+      })
+      res.on('end', () => { ended = true; resolve() })
+      res.on('close', () => resolve())
+      res.on('error', () => resolve())
+    })
+    req.on('error', () => resolve())
+    req.on('close', () => resolve())
+  })
+  return { done, bytes: () => got, ended: () => ended, cut: () => { clearTimeout(timer); req.destroy() } }
+}
+
+async function mixed(): Promise<unknown> {
+  const agent = new HttpAgent({ keepAlive: false })
+  const dispatcher = new Agent({ connections: null, keepAliveTimeout: 10_000 })
+  const windowMs = args.windowMs ?? 10_000
+  const start = performance.now()
+  // Slow ones first, so the request that reaches the server first (and may start the fill) is slow.
+  const slow = Array.from({ length: args.slow ?? 0 }, () => slowClient(args.url, agent, args.slowBytesPerSec ?? 100_000))
+  let fastErrors = 0
+  const finishes: number[] = []
+  const bodies: Buffer[][] = []
+  const fast = async (): Promise<void> => {
+    try {
+      // Bounded: a fast client that takes longer than the window plus a minute is a failure.
+      const res = await request(args.url, { dispatcher, signal: AbortSignal.timeout(windowMs + 60_000) })
+      const chunks: Buffer[] = []
+      for await (const chunk of res.body) chunks.push(chunk as Buffer)
+      if (res.statusCode !== 200) fastErrors++
+      finishes.push(performance.now() - start)
+      bodies.push(chunks)
+    } catch {
+      fastErrors++
+    }
+  }
+  await Promise.all(Array.from({ length: args.fast ?? 0 }, fast))
+  const fastDoneMs = performance.now() - start
+  // Hashed only once every fast body is in: hashing while they arrive would compete for the CPU
+  // with the server on a small machine, and the finish times would measure this process instead.
+  const digests = bodies.map((chunks) => {
+    const h = createHash('sha256')
+    for (const c of chunks) h.update(c)
+    return h.digest('hex')
+  })
+  bodies.length = 0
+  await sleep(Math.max(0, windowMs - fastDoneMs))
+  const slowCompleted = slow.filter((c) => c.ended()).length
+  const slowBytes = slow.map((c) => c.bytes())
+  for (const c of slow) c.cut()
+  await Promise.all(slow.map((c) => c.done))
+  agent.destroy()
+  await dispatcher.close()
+  return { fastFinishesMs: finishes, fastDigests: digests, fastErrors, fastDoneMs, slowBytes, slowCompleted, seconds: (performance.now() - start) / 1000 }
+}
+
+const out = mode === 'rps' ? await rps() : mode === 'mixed' ? await mixed() : await bulk()
 process.stdout.write(`${JSON.stringify(out)}\n`)

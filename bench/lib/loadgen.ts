@@ -1,10 +1,22 @@
 // Chooses and runs the load generator: wrk when on PATH, else the built-in undici generator in a
 // separate child process (load-child.js). Either way the generator is never in a contestant's process.
 import { spawn, spawnSync } from 'node:child_process'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { LOAD_CHILD } from './util.js'
 
 export interface RpsResult { rps: number; p50Ms: number; p99Ms: number; requests: number; errors: number; non2xx: number }
 export interface BulkResult { bytes: number; seconds: number; mbps: number; errors: number; finishesMs: number[]; digests: string[] }
+export interface MixedResult {
+  fastFinishesMs: number[]
+  fastDigests: string[]
+  fastErrors: number
+  fastDoneMs: number
+  slowBytes: number[]
+  slowCompleted: number
+  seconds: number
+}
 
 let chosen: 'wrk' | 'builtin' | undefined
 let note = ''
@@ -47,9 +59,42 @@ function wrkMs(v: string, unit: string): number {
   return unit === 'us' ? n / 1000 : unit === 's' ? n * 1000 : unit === 'm' ? n * 60_000 : n
 }
 
-export async function runRps(url: string, connections: number, seconds: number): Promise<RpsResult> {
+/** wrk script: each request asks for `template` with `{n}` replaced by a random integer in [0, count). */
+function randomPathLua(template: string, count: number): string {
+  const parts = template.split('{n}').map((p) => JSON.stringify(p))
+  return [
+    '-- Written by bench/lib/loadgen.ts: a random object per request.',
+    'local n = 0',
+    'function setup(thread) thread:set("seed", n); n = n + 1 end',
+    'function init(args) math.randomseed(os.time() + 7919 * seed) end',
+    `function request() local i = math.random(0, ${count - 1}); return wrk.format(nil, ${parts.join(' .. i .. ')}) end`,
+    '',
+  ].join('\n')
+}
+
+/**
+ * Closed-loop load for `seconds`. With `count`, every `{n}` in the URL is replaced per request by a
+ * random integer in [0, count) (wrk gets a Lua script, written to a temp dir removed afterwards).
+ */
+export async function runRps(url: string, connections: number, seconds: number, count = 0): Promise<RpsResult> {
   if (loadGenerator().name === 'wrk') {
-    const out = await runChild('wrk', ['-t2', `-c${connections}`, `-d${seconds}s`, '--latency', url], (seconds + 30) * 1000)
+    let scriptDir: string | undefined
+    const argv = ['-t2', `-c${connections}`, `-d${seconds}s`, '--latency']
+    let target = url
+    if (count > 0) {
+      const origin = new URL(url).origin
+      scriptDir = await mkdtemp(join(tmpdir(), 'cachemir-bench-wrk-'))
+      const script = join(scriptDir, 'random.lua')
+      await writeFile(script, randomPathLua(url.slice(origin.length) || '/', count))
+      argv.push('-s', script)
+      target = `${origin}/`
+    }
+    let out: string
+    try {
+      out = await runChild('wrk', [...argv, target], (seconds + 30) * 1000)
+    } finally {
+      if (scriptDir !== undefined) await rm(scriptDir, { recursive: true, force: true })
+    }
     const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? NaN)
     const p = (q: string): number => {
       const m = new RegExp(`^\\s+${q}%\\s+([\\d.]+)(us|ms|s|m)`, 'm').exec(out)
@@ -61,7 +106,7 @@ export async function runRps(url: string, connections: number, seconds: number):
     const errs = errors === null ? 0 : errors.slice(1).reduce((a, b) => a + Number(b), 0)
     return { rps, p50Ms: p('50'), p99Ms: p('99'), requests, errors: errs, non2xx }
   }
-  const out = await runChild(process.execPath, [LOAD_CHILD, 'rps', JSON.stringify({ url, connections, seconds })], (seconds + 30) * 1000)
+  const out = await runChild(process.execPath, [LOAD_CHILD, 'rps', JSON.stringify({ url, connections, seconds, count })], (seconds + 30) * 1000)
   return JSON.parse(out) as RpsResult
 }
 
@@ -69,4 +114,10 @@ export async function runRps(url: string, connections: number, seconds: number):
 export async function runBulk(url: string, connections: number, repeat: number, hash: boolean, timeoutMs = 240_000): Promise<BulkResult> {
   const out = await runChild(process.execPath, [LOAD_CHILD, 'bulk', JSON.stringify({ url, connections, repeat, hash })], timeoutMs)
   return JSON.parse(out) as BulkResult
+}
+
+/** Slow and fast clients on one URL (load-child.js mode `mixed`); the slow ones are cut after `windowMs`. */
+export async function runMixed(url: string, o: { fast: number; slow: number; slowBytesPerSec: number; windowMs: number }): Promise<MixedResult> {
+  const out = await runChild(process.execPath, [LOAD_CHILD, 'mixed', JSON.stringify({ url, connections: o.fast + o.slow, ...o })], o.windowMs + 90_000)
+  return JSON.parse(out) as MixedResult
 }

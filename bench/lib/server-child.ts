@@ -5,7 +5,12 @@
 //   delay   answers after --delay ms with a small cacheable body (a new URL is a new object)
 //   file    streams --file with fs.createReadStream (highWaterMark 1 MiB), optionally throttled
 //           to --rate bytes/s; GET /_count returns how many body requests it served.
-import { createReadStream, statSync } from 'node:fs'
+//   files   a static file server: GET /NAME streams --dir/NAME (stat, then fs.createReadStream
+//           with highWaterMark 1 MiB and the exact byte range, so a small file costs one read);
+//           404 for anything else; GET /_count as above. It is both an origin and a reference.
+import { createReadStream, stat, statSync } from 'node:fs'
+import { join } from 'node:path'
+import { pipeline } from 'node:stream/promises'
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import { chunkBytes } from './util.js'
 
@@ -83,6 +88,43 @@ if (mode === 'buffer') {
     })
     stream.on('end', () => res.end())
     stream.on('error', () => res.destroy())
+  }
+} else if (mode === 'files') {
+  const dir = opts.get('dir') ?? ''
+  handler = (req, res) => {
+    const name = (req.url ?? '/').slice(1)
+    if (name === '_count') {
+      res.end(String(served))
+      return
+    }
+    // One path segment of plain characters: never leave --dir.
+    if (!/^[\w.-]+$/.test(name) || name.startsWith('.')) {
+      res.writeHead(404, { 'content-length': 0 }).end()
+      return
+    }
+    const file = join(dir, name)
+    stat(file, (err, st) => {
+      if (err !== null || !st.isFile()) {
+        res.writeHead(404, { 'content-length': 0 }).end()
+        return
+      }
+      served++
+      res.writeHead(200, {
+        'content-type': 'application/octet-stream',
+        'cache-control': 'public, max-age=86400',
+        'content-length': st.size,
+        etag: `"${st.size.toString(16)}-${Math.floor(st.mtimeMs).toString(16)}"`,
+        'last-modified': st.mtime.toUTCString(),
+      })
+      if (req.method === 'HEAD' || st.size === 0) {
+        res.end()
+        return
+      }
+      // `end` bounds the read: without it a 16 KiB file would get a 1 MiB buffer and a second read.
+      const stream = createReadStream(file, { highWaterMark: 1024 * 1024, start: 0, end: st.size - 1 })
+      // A client that goes away mid-body is normal here; pipeline destroys both sides.
+      pipeline(stream, res).catch(() => undefined)
+    })
   }
 } else {
   console.error(`unknown mode ${String(mode)}`)

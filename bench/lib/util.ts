@@ -49,11 +49,13 @@ export interface Proc {
   readonly port: number
   readonly url: string
   stderrTail(): string
+  /** Resident memory of the server in bytes (for nginx: master plus its children); undefined off Linux. */
+  rssBytes(): number | undefined
   stop(): Promise<void>
 }
 
 /** Keep only the last `max` characters of a stream: never accumulate a child's output. */
-function tail(child: ChildProcess, max = 8192): () => string {
+export function tail(child: ChildProcess, max = 8192): () => string {
   let buf = ''
   const add = (d: Buffer): void => { buf = (buf + d.toString('utf8')).slice(-max) }
   child.stderr?.on('data', add)
@@ -99,6 +101,7 @@ function procOf(child: ChildProcess, port: number, t: () => string): Proc {
     port,
     url: `http://127.0.0.1:${port}`,
     stderrTail: t,
+    rssBytes: () => procStatusBytes(child.pid ?? -1),
     stop: () => stopChild(child),
   }
 }
@@ -113,11 +116,12 @@ export function procStatusBytes(pid: number, field = 'VmRSS'): number | undefine
   }
 }
 
-/** Sample a process's RSS every `everyMs`; stop() returns the peak. */
-export function rssSampler(pid: number, everyMs = 25): { stop(): number | undefined } {
+/** Sample a process's RSS (a pid, or a Proc's rssBytes) every `everyMs`; stop() returns the peak. */
+export function rssSampler(source: number | (() => number | undefined), everyMs = 25): { stop(): number | undefined } {
+  const read = typeof source === 'number' ? () => procStatusBytes(source) : source
   let peak: number | undefined
   const tick = (): void => {
-    const v = procStatusBytes(pid)
+    const v = read()
     if (v !== undefined && (peak === undefined || v > peak)) peak = v
   }
   tick()
@@ -163,3 +167,12 @@ export function chunkBytes(seed: number, index: number, size: number): Buffer {
 
 export const MiB = 1024 * 1024
 export const fmt = (n: number, digits = 1): string => (Number.isFinite(n) ? n.toFixed(digits) : '?')
+/** `median (min–max)` of a Spread. */
+export const fmtSpread = (s: Spread, digits = 1): string => `${fmt(s.median, digits)} (${fmt(s.min, digits)}–${fmt(s.max, digits)})`
+
+/** A note on what a server wrote to stdout/stderr (cachemir logs at warn and above), or undefined. */
+export function logNote(name: string, p: Proc): string | undefined {
+  const lines = p.stderrTail().split('\n').filter((l) => l.trim() !== '')
+  if (lines.length === 0) return undefined
+  return `WARN ${name} wrote ${lines.length} line(s) (last 8 KiB kept); last: ${(lines.at(-1) ?? '').slice(0, 300)}`
+}

@@ -1,12 +1,14 @@
 // Scenario 1: a 1 KiB object already in cachemir's memory tier, 64 keep-alive connections,
-// against a bare node:http server answering the same bytes from a Buffer with the same headers.
+// against a bare node:http server answering the same bytes from a Buffer with the same headers,
+// and against nginx caching the same origin (when nginx is installed). Rounds run A B C.
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { request } from 'undici'
 import { runRps, type RpsResult } from '../lib/loadgen.js'
-import type { Options, Scenario, ScenarioResult } from '../lib/types.js'
-import { fmt, spread, startCachemir, startServer, type Proc } from '../lib/util.js'
+import { NGINX_SETTINGS, nginxInfo, nginxMissingRow, runtimeCeilingRow, startNginx } from '../lib/nginx.js'
+import type { Options, Row, Scenario, ScenarioResult } from '../lib/types.js'
+import { fmt, fmtSpread, spread, logNote, startCachemir, startServer, type Proc } from '../lib/util.js'
 
 const CONNECTIONS = 64
 const DROP = new Set(['date', 'connection', 'keep-alive', 'transfer-encoding', 'content-length'])
@@ -15,8 +17,8 @@ export const hotSmallHit: Scenario = {
   name: 'hot-small-hit',
   title: 'Hot small hit (1 KiB, memory tier, 64 connections)',
   async run(opts: Options): Promise<ScenarioResult> {
-    const seconds = opts.quick ? 2 : 5
-    const warmSeconds = opts.quick ? 1 : 2
+    const seconds = opts.quick ? 2 : 4
+    const warmSeconds = 1
     const dir = await mkdtemp(join(tmpdir(), 'cachemir-bench-'))
     const procs: Proc[] = []
     const notes: string[] = []
@@ -40,16 +42,35 @@ export const hotSmallHit: Scenario = {
       const ref = await startServer('buffer', { size: 1024, headers: JSON.stringify(headers) })
       procs.push(ref)
       const refUrl = `${ref.url}/small`
+      let nginxUrl: string | undefined
+      if (nginxInfo().path !== undefined) {
+        const nginx = await startNginx({ upstream: origin.url, dir: join(dir, 'nginx'), maxCacheBytes: 64 * 1024 * 1024 })
+        procs.push(nginx)
+        nginxUrl = `${nginx.url}/small`
+        let status = ''
+        for (let i = 0; i < 3; i++) {
+          const res = await request(nginxUrl)
+          await res.body.arrayBuffer()
+          status = String(res.headers['x-cache-status'] ?? '')
+        }
+        notes.push(`nginx (${nginxInfo().version}) answer before the run: X-Cache-Status "${status}"; ${NGINX_SETTINGS}`)
+        if (status !== 'HIT') notes.push('WARN nginx did not answer from its cache before the run')
+      } else {
+        notes.push(`nginx rows skipped: ${nginxInfo().note}`)
+      }
 
       await runRps(url, CONNECTIONS, warmSeconds)
       await runRps(refUrl, CONNECTIONS, warmSeconds)
+      if (nginxUrl !== undefined) await runRps(nginxUrl, CONNECTIONS, warmSeconds)
       const a: RpsResult[] = []
       const b: RpsResult[] = []
+      const c: RpsResult[] = []
       for (let r = 0; r < opts.rounds; r++) {
         a.push(await runRps(url, CONNECTIONS, seconds))
         b.push(await runRps(refUrl, CONNECTIONS, seconds))
+        if (nginxUrl !== undefined) c.push(await runRps(nginxUrl, CONNECTIONS, seconds))
       }
-      const errs = [...a, ...b].reduce((s, x) => s + x.errors + x.non2xx, 0)
+      const errs = [...a, ...b, ...c].reduce((s, x) => s + x.errors + x.non2xx, 0)
       if (errs > 0) notes.push(`WARN ${errs} errors or non-2xx responses during the run`)
       const rpsA = spread(a.map((x) => x.rps))
       const rpsB = spread(b.map((x) => x.rps))
@@ -58,10 +79,29 @@ export const hotSmallHit: Scenario = {
       const rpsRatio = rpsA.median / rpsB.median
       const p99Ratio = p99A.median / p99B.median
       const ref1 = 'bare node:http, Buffer'
+      const S = '1 hot small hit'
+      const nginxRows: Row[] = []
+      let nginxData: unknown = null
+      if (c.length > 0) {
+        const rpsC = spread(c.map((x) => x.rps))
+        const p99C = spread(c.map((x) => x.p99Ms))
+        const rpsVs = rpsA.median / rpsC.median
+        const p99Vs = p99A.median / p99C.median
+        nginxData = { rps: rpsC, p99Ms: p99C, raw: c, rpsRatio: rpsVs, p99Ratio: p99Vs }
+        nginxRows.push(
+          { scenario: S, reference: 'nginx proxy_cache', metric: 'req/s', cachemir: fmtSpread(rpsA, 0), referenceFigure: fmtSpread(rpsC, 0), ratio: `${fmt(rpsVs, 2)}×`, target: '≥ 1.0× (goal)', met: rpsVs >= 1 ? 'yes' : 'no' },
+          { scenario: S, reference: 'nginx proxy_cache', metric: 'p99 latency (ms)', cachemir: fmtSpread(p99A, 2), referenceFigure: fmtSpread(p99C, 2), ratio: `${fmt(p99Vs, 2)}×`, target: '≤ 1.0× (goal)', met: p99Vs <= 1 ? 'yes' : 'no' },
+          runtimeCeilingRow(S, 'bare node:http server', rpsB, rpsC),
+        )
+      } else {
+        nginxRows.push(nginxMissingRow(S, 'req/s', '≥ 1.0× (goal)'), nginxMissingRow(S, 'p99 latency (ms)', '≤ 1.0× (goal)'))
+      }
+      const logged = logNote('cachemir', mirror)
+      if (logged !== undefined) notes.push(logged)
       return {
         name: this.name,
         notes,
-        data: { seconds, connections: CONNECTIONS, rounds: opts.rounds, cachemir: { rps: rpsA, p99Ms: p99A, raw: a }, reference: { rps: rpsB, p99Ms: p99B, raw: b }, rpsRatio, p99Ratio },
+        data: { seconds, connections: CONNECTIONS, rounds: opts.rounds, cachemir: { rps: rpsA, p99Ms: p99A, raw: a }, reference: { rps: rpsB, p99Ms: p99B, raw: b }, rpsRatio, p99Ratio, nginx: nginxData },
         rows: [
           {
             scenario: '1 hot small hit', reference: ref1, metric: 'req/s',
@@ -75,6 +115,7 @@ export const hotSmallHit: Scenario = {
             referenceFigure: `${fmt(p99B.median, 2)} (${fmt(p99B.min, 2)}–${fmt(p99B.max, 2)})`,
             ratio: `${fmt(p99Ratio, 2)}×`, target: '≤ 1.5×', met: p99Ratio <= 1.5 ? 'yes' : 'no',
           },
+          ...nginxRows,
         ],
       }
     } finally {

@@ -1,6 +1,7 @@
 // Scenario 5: 100 clients request the same uncached 64 MiB object from an origin throttled to
 // about 50 MB/s. Checks: origin requests for it (exactly 1), last client finish vs a single client
-// downloading another uncached object through cachemir, every body's sha256, cachemir peak RSS.
+// downloading another uncached object through the same server, every body's sha256, peak RSS.
+// Contestants: cachemir, and nginx with proxy_cache_lock (when installed), interleaved per round.
 import { createHash } from 'node:crypto'
 import { createReadStream } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
@@ -8,89 +9,132 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { request } from 'undici'
 import { runBulk } from '../lib/loadgen.js'
-import type { Options, Scenario, ScenarioResult } from '../lib/types.js'
-import { fmt, MiB, rssSampler, spread, startCachemir, startServer, type Proc } from '../lib/util.js'
+import { NGINX_SETTINGS, nginxInfo, nginxMissingRow, startNginx } from '../lib/nginx.js'
+import type { Options, Row, Scenario, ScenarioResult } from '../lib/types.js'
+import { fmt, fmtSpread, MiB, rssSampler, spread, logNote, startCachemir, startServer, type Proc, type Spread } from '../lib/util.js'
 import { writeDeterministicFile } from './large-hit.js'
 
 const SIZE_MIB = 64
 const CLIENTS = 100
 const RATE = 50e6
 
-async function originCount(url: string): Promise<number> {
+export async function originCount(url: string): Promise<number> {
   const res = await request(`${url}/_count`)
   return Number(await res.body.text())
 }
+
+/** sha256 of a file, hex. */
+export async function fileDigest(file: string): Promise<string> {
+  const h = createHash('sha256')
+  for await (const c of createReadStream(file)) h.update(c as Buffer)
+  return h.digest('hex')
+}
+
+interface Figures { solo: number[]; last: number[]; ratios: number[]; originReqs: number[]; peaks: number[]; bad: number }
+
+/** One herd round through `server`: a solo download of a new key, then the herd on another new key. */
+async function herdRound(server: Proc, origin: Proc, key: string, digest: string, f: Figures): Promise<void> {
+  const one = await runBulk(`${server.url}/solo/${key}.bin`, 1, 1, true)
+  if (one.digests[0] !== digest) f.bad++
+  f.solo.push(one.seconds * 1000)
+  const c0 = await originCount(origin.url)
+  const sampler = rssSampler(() => server.rssBytes())
+  const herd = await runBulk(`${server.url}/herd/${key}.bin`, CLIENTS, 1, true)
+  const peak = sampler.stop()
+  if (peak !== undefined) f.peaks.push(peak / MiB)
+  f.originReqs.push((await originCount(origin.url)) - c0)
+  f.bad += herd.digests.filter((d) => d !== digest).length + (CLIENTS - herd.digests.length)
+  const lastMs = Math.max(...herd.finishesMs)
+  f.last.push(lastMs)
+  f.ratios.push(lastMs / (one.seconds * 1000))
+}
+
+const empty = (): Figures => ({ solo: [], last: [], ratios: [], originReqs: [], peaks: [], bad: 0 })
 
 export const thunderingHerd: Scenario = {
   name: 'thundering-herd',
   title: `Thundering herd (${CLIENTS} clients, uncached ${SIZE_MIB} MiB, origin ~${RATE / 1e6} MB/s)`,
   async run(opts: Options): Promise<ScenarioResult> {
-    const rounds = opts.quick ? 1 : opts.rounds
+    // A round is two herds of 6.4 GB each (cachemir, nginx): capped at 2 to keep the suite within budget.
+    const rounds = opts.quick ? 1 : nginxInfo().path !== undefined ? Math.min(opts.rounds, 2) : opts.rounds
     const dir = await mkdtemp(join(tmpdir(), 'cachemir-bench-'))
     const procs: Proc[] = []
     const notes: string[] = []
     try {
       const file = join(dir, 'herd.bin')
       await writeDeterministicFile(file, SIZE_MIB, 5)
-      const h = createHash('sha256')
-      for await (const c of createReadStream(file)) h.update(c as Buffer)
-      const digest = h.digest('hex')
+      const h0 = performance.now()
+      const digest = await fileDigest(file)
+      const hashMs = performance.now() - h0
       const origin = await startServer('file', { file, rate: RATE })
       procs.push(origin)
       const mirror = await startCachemir(['--upstream', origin.url, '--cache-dir', join(dir, 'cache'), '--max-memory', '32MiB', '--max-disk', '2GiB'])
       procs.push(mirror)
-      const solo: number[] = []
-      const last: number[] = []
-      const ratios: number[] = []
-      const originReqs: number[] = []
-      const peaks: number[] = []
-      let bad = 0
-      for (let r = 0; r < rounds; r++) {
-        // Single client, another uncached key: the baseline download time.
-        const one = await runBulk(`${mirror.url}/solo/${r}.bin`, 1, 1, true)
-        if (one.digests[0] !== digest) bad++
-        solo.push(one.seconds * 1000)
-        const c0 = await originCount(origin.url)
-        const sampler = rssSampler(mirror.pid)
-        const herd = await runBulk(`${mirror.url}/herd/${r}.bin`, CLIENTS, 1, true)
-        const peak = sampler.stop()
-        if (peak !== undefined) peaks.push(peak / MiB)
-        originReqs.push((await originCount(origin.url)) - c0)
-        bad += herd.digests.filter((d) => d !== digest).length + (CLIENTS - herd.digests.length)
-        const lastMs = Math.max(...herd.finishesMs)
-        last.push(lastMs)
-        ratios.push(lastMs / (one.seconds * 1000))
+      let nginx: Proc | undefined
+      if (nginxInfo().path !== undefined) {
+        nginx = await startNginx({ upstream: origin.url, dir: join(dir, 'nginx'), maxCacheBytes: 2 * 1024 * MiB })
+        procs.push(nginx)
+        notes.push(`nginx (${nginxInfo().version}): ${NGINX_SETTINGS}; its RSS is the sum over master, worker, cache manager and loader`)
+      } else {
+        notes.push(`nginx rows skipped: ${nginxInfo().note}`)
       }
-      notes.push('the 100 clients run in one child process that hashes every body; on a small machine its CPU, not cachemir, can set the last finish time')
-      const R = spread(ratios)
-      const S = spread(solo)
-      const L = spread(last)
-      const P = peaks.length > 0 ? Math.max(...peaks) : undefined
-      const exactlyOne = originReqs.every((n) => n === 1)
+      notes.push(`client floor: hashing one ${SIZE_MIB} MiB body (file read included) took ${fmt(hashMs, 0)} ms here, so the clients' one process needs about ${fmt((hashMs * CLIENTS) / 1000, 1)} s of CPU for ${CLIENTS} bodies`)
+      const A = empty()
+      const C = empty()
+      for (let r = 0; r < rounds; r++) {
+        await herdRound(mirror, origin, `c${r}`, digest, A)
+        if (nginx !== undefined) await herdRound(nginx, origin, `n${r}`, digest, C)
+      }
+      notes.push('the 100 clients run in one child process that hashes every body; on a small machine its CPU, not the server, can set the last finish time')
+      if (nginx !== undefined) {
+        notes.push(`nginx alone: last finish ${fmt(spread(C.ratios).median, 2)}× its single-client time; proxy_cache_lock makes the other clients wait (polling every 500 ms) until the whole object is in the cache, then serves it from there`)
+      }
+      const S = '5 thundering herd'
+      const R = spread(A.ratios)
+      const L = spread(A.last)
+      const peak = (f: Figures): number | undefined => (f.peaks.length > 0 ? Math.max(...f.peaks) : undefined)
+      const P = peak(A)
+      const exactlyOne = A.originReqs.every((n) => n === 1)
+      const rows: Row[] = [
+        {
+          scenario: S, reference: 'single client through cachemir', metric: 'last finish (ms)',
+          cachemir: fmtSpread(L, 0), referenceFigure: fmtSpread(spread(A.solo), 0),
+          ratio: `${fmt(R.median, 2)}×`, target: '≤ 1.1×', met: R.median <= 1.1 ? 'yes' : 'no',
+        },
+        {
+          scenario: S, reference: nginx !== undefined ? 'nginx proxy_cache_lock (its own count)' : '–', metric: 'origin requests per herd',
+          cachemir: A.originReqs.join(', '), referenceFigure: nginx !== undefined ? C.originReqs.join(', ') : '–', ratio: '–', target: 'exactly 1', met: exactlyOne ? 'yes' : 'no',
+        },
+        {
+          scenario: S, reference: nginx !== undefined ? 'nginx proxy_cache_lock (its own bodies)' : '–', metric: 'bodies failing sha256',
+          cachemir: `${A.bad} of ${rounds * (CLIENTS + 1)}`, referenceFigure: nginx !== undefined ? `${C.bad} of ${rounds * (CLIENTS + 1)}` : '–',
+          ratio: '–', target: '0', met: A.bad === 0 ? 'yes' : 'no',
+        },
+        {
+          scenario: S, reference: nginx !== undefined ? 'nginx proxy_cache_lock (all its processes)' : '–', metric: 'peak RSS (MiB)',
+          cachemir: P === undefined ? '?' : fmt(P, 1), referenceFigure: nginx !== undefined ? fmt(peak(C) ?? NaN, 1) : '–',
+          ratio: '–', target: '< 150 MiB', met: P === undefined ? 'n/a' : P < 150 ? 'yes' : 'no',
+        },
+      ]
+      let nginxData: unknown = null
+      if (nginx !== undefined) {
+        const LC: Spread = spread(C.last)
+        const vs = L.median / LC.median
+        nginxData = { soloMs: spread(C.solo), lastMs: LC, ratio: spread(C.ratios), originRequests: C.originReqs, badBodies: C.bad, peakRssMiB: peak(C) ?? null, lastFinishRatio: vs }
+        rows.splice(1, 0, {
+          scenario: S, reference: 'nginx proxy_cache_lock', metric: 'last finish (ms)',
+          cachemir: fmtSpread(L, 0), referenceFigure: fmtSpread(LC, 0), ratio: `${fmt(vs, 2)}×`, target: '≤ 1.0× (goal)', met: vs <= 1 ? 'yes' : 'no',
+        })
+      } else {
+        rows.splice(1, 0, nginxMissingRow(S, 'last finish (ms)', '≤ 1.0× (goal)'))
+      }
+      const logged = logNote('cachemir', mirror)
+      if (logged !== undefined) notes.push(logged)
       return {
         name: this.name,
         notes,
-        data: { sizeMiB: SIZE_MIB, clients: CLIENTS, rateBps: RATE, rounds, soloMs: S, lastMs: L, ratio: R, originRequests: originReqs, badBodies: bad, peakRssMiB: P ?? null },
-        rows: [
-          {
-            scenario: '5 thundering herd', reference: 'single client through cachemir', metric: 'last finish (ms)',
-            cachemir: `${fmt(L.median, 0)} (${fmt(L.min, 0)}–${fmt(L.max, 0)})`,
-            referenceFigure: `${fmt(S.median, 0)} (${fmt(S.min, 0)}–${fmt(S.max, 0)})`,
-            ratio: `${fmt(R.median, 2)}×`, target: '≤ 1.1×', met: R.median <= 1.1 ? 'yes' : 'no',
-          },
-          {
-            scenario: '5 thundering herd', reference: '–', metric: 'origin requests per herd',
-            cachemir: originReqs.join(', '), referenceFigure: '–', ratio: '–', target: 'exactly 1', met: exactlyOne ? 'yes' : 'no',
-          },
-          {
-            scenario: '5 thundering herd', reference: '–', metric: 'bodies failing sha256',
-            cachemir: `${bad} of ${rounds * (CLIENTS + 1)}`, referenceFigure: '–', ratio: '–', target: '0', met: bad === 0 ? 'yes' : 'no',
-          },
-          {
-            scenario: '5 thundering herd', reference: '–', metric: 'cachemir peak RSS (MiB)',
-            cachemir: P === undefined ? '?' : fmt(P, 1), referenceFigure: '–', ratio: '–', target: '< 150 MiB', met: P === undefined ? 'n/a' : P < 150 ? 'yes' : 'no',
-          },
-        ],
+        data: { sizeMiB: SIZE_MIB, clients: CLIENTS, rateBps: RATE, rounds, soloMs: spread(A.solo), lastMs: L, ratio: R, originRequests: A.originReqs, badBodies: A.bad, peakRssMiB: P ?? null, nginx: nginxData },
+        rows,
       }
     } finally {
       await Promise.all(procs.map((p) => p.stop()))
