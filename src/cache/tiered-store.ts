@@ -37,6 +37,8 @@ const REMOTE_PURGE_MS = 10_000
 
 export interface StoreStats {
   readonly memoryEntries: number
+  /** Entries whose body is in memory too (the rest have only their metadata there). */
+  readonly memoryBodies: number
   readonly memoryBytes: number
   readonly diskEntries: number
   readonly diskBytes: number
@@ -116,12 +118,16 @@ export class TieredStore {
     return this.disk.scan()
   }
 
-  /** The memory tier's entry for `key`, synchronously (the hot path); undefined: ask lookup(). */
+  /**
+   * The memory tier's entry for `key`, synchronously (the hot path), when it is complete: a small
+   * body in memory, or a large one that is always streamed. Undefined: ask lookup().
+   */
   peek(key: string): CachedEntry | undefined {
     const hash = hashKey(key)
     if (this.#purging.has(hash) || (this.#remotePurging.size > 0 && this.#remotelyPurging(hash))) return undefined
     const hot = this.memory.get(hash)
-    if (hot !== undefined) this.disk.index.get(hash) // keep disk recency in step with use
+    if (hot === undefined || (hot.body === undefined && hot.meta.bodyBytes <= this.memory.maxBodyBytes)) return undefined
+    this.disk.index.get(hash) // keep disk recency in step with use
     return hot
   }
 
@@ -131,20 +137,25 @@ export class TieredStore {
     if (hot !== undefined) return hot
     const hash = hashKey(key)
     if (this.#purging.has(hash) || this.#remotelyPurging(hash)) return undefined
+    // Metadata still in memory whose small body was pushed out: only the body is read again.
+    const known = this.memory.get(hash)
     // A commit, refresh or purge that lands while we read must not be undone by our memory insert.
     const writes = this.#writes
-    let meta: EntryMeta | undefined
-    try {
-      meta = await this.disk.read(hash)
-    } catch (err) {
-      this.#log.warn({ err, key }, 'cache read failed; treating as a miss')
-      return undefined
-    }
+    let meta = known?.meta
+    if (meta === undefined) {
+      try {
+        meta = await this.disk.read(hash)
+      } catch (err) {
+        this.#log.warn({ err, key }, 'cache read failed; treating as a miss')
+        return undefined
+      }
+    } else this.disk.index.get(hash)
     if (meta === undefined) return undefined
-    const entry: CachedEntry = { meta, hash, body: undefined, freshness: undefined, verified: false }
+    const entry: CachedEntry = { meta, hash, body: undefined, freshness: known?.freshness, verified: known?.verified ?? false }
     if (meta.bodyBytes <= this.memory.maxBodyBytes) {
       try {
-        entry.body = await this.disk.readBody(hash, meta)
+        // A body already checked in this process is not hashed again on every re-read.
+        entry.body = await this.disk.readBody(hash, meta, !entry.verified)
         entry.verified = true
       } catch (err) {
         await this.#drop(entry, err)
@@ -283,6 +294,7 @@ export class TieredStore {
   stats(): StoreStats {
     return {
       memoryEntries: this.memory.entries,
+      memoryBodies: this.memory.bodies,
       memoryBytes: this.memory.bytes,
       diskEntries: this.disk.index.entries,
       diskBytes: this.disk.index.bytes,
