@@ -11,9 +11,10 @@ import { ROOT } from './lib/util.js'
 import { coldMissTtfb } from './scenarios/cold-miss-ttfb.js'
 import { hotSmallHit } from './scenarios/hot-small-hit.js'
 import { largeHit } from './scenarios/large-hit.js'
+import { restartBigCache } from './scenarios/restart-big-cache.js'
 import { thunderingHerd } from './scenarios/thundering-herd.js'
 
-const SCENARIOS: Scenario[] = [hotSmallHit, coldMissTtfb, largeHit, thunderingHerd]
+const SCENARIOS: Scenario[] = [hotSmallHit, coldMissTtfb, largeHit, thunderingHerd, restartBigCache]
 
 const { values } = parseArgs({
   options: {
