@@ -14,11 +14,12 @@ import { diskHit } from './scenarios/disk-hit.js'
 import { hotSmallHit } from './scenarios/hot-small-hit.js'
 import { largeHit } from './scenarios/large-hit.js'
 import { slowReaders } from './scenarios/slow-readers.js'
+import { restartBigCache } from './scenarios/restart-big-cache.js'
 import { thunderingHerd } from './scenarios/thundering-herd.js'
 import { multiCore } from './scenarios/multi-core.js'
 
-/** In the numbering: 1, 2, 3, 4, 5, 6, 8 (7 follows). */
-const SCENARIOS: Scenario[] = [hotSmallHit, diskHit, largeHit, coldMissTtfb, thunderingHerd, slowReaders, multiCore]
+/** In the numbering: 1 to 8. */
+const SCENARIOS: Scenario[] = [hotSmallHit, diskHit, largeHit, coldMissTtfb, thunderingHerd, slowReaders, restartBigCache, multiCore]
 
 const { values } = parseArgs({
   options: {
