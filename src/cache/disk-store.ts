@@ -170,10 +170,26 @@ export class DiskStore {
   /** Starts a new body version in a temp file next to its final place. */
   async createTemp(hash: string): Promise<TempBody> {
     const id = randomBytes(6).toString('hex')
-    await mkdir(this.#dir(hash), { recursive: true })
+    await this.#ensureDir(hash)
     const path = join(this.#dir(hash), `${TEMP_PREFIX}${hash}.${id}.body`)
-    const fh = await open(path, 'wx+')
+    const fh = await open(path, 'wx+').catch(async (err: NodeJS.ErrnoException) => {
+      // The bucket was removed behind our back (an operator, a purge tool): make it again.
+      if (err.code !== 'ENOENT') throw err
+      this.#dirs.delete(this.#dir(hash))
+      await this.#ensureDir(hash)
+      return open(path, 'wx+')
+    })
     return { hash, id, path, fh }
+  }
+
+  /** Buckets known to exist: a fill does not pay a mkdir per object (at most 256 of them). */
+  readonly #dirs = new Set<string>()
+
+  async #ensureDir(hash: string): Promise<void> {
+    const dir = this.#dir(hash)
+    if (this.#dirs.has(dir)) return
+    await mkdir(dir, { recursive: true })
+    this.#dirs.add(dir)
   }
 
   /** The final file name for a temp body of `bytes` bytes. */

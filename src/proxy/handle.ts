@@ -112,7 +112,7 @@ async function handleStored(
   let { entry, storeKey } = hot ?? (await lookup(x, deps, routed))
   // A fill that already has the whole body is only committing it: wait, then it is a plain hit.
   const committing = deps.fills.get(storeKey)
-  if (committing?.bodyComplete === true) {
+  if (committing?.bodyReceived === true) {
     await committing.whenDone()
     ;({ entry, storeKey } = await lookup(x, deps, routed))
   }

@@ -63,7 +63,7 @@ export class FillRegistry {
    */
   async settleAll(): Promise<void> {
     const fills = [...this.#active]
-    for (const fill of fills) if (!fill.bodyComplete) fill.abort()
+    for (const fill of fills) if (!fill.bodyReceived) fill.abort()
     await Promise.all(fills.map((fill) => fill.whenDone()))
   }
 }

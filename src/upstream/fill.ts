@@ -87,6 +87,14 @@ export class Fill {
   totalBytes: number | undefined
   /** The whole body is in the temp file and checked (it may still be committing to the store). */
   bodyComplete = false
+
+  /**
+   * Every byte of the body has arrived (its last chunk may still be on its way to disk). Clients
+   * can have the whole response by then, so a request that follows sees this fill as committing.
+   */
+  get bodyReceived(): boolean {
+    return this.bodyComplete || (this.state === 'streaming' && this.totalBytes !== undefined && this.committedBytes >= this.totalBytes)
+  }
   /** Bytes received so far; readers may take bytes below this. */
   committedBytes = 0
   /** Bytes in the temp file; below this a reader may read the file. */
@@ -202,6 +210,10 @@ export class Fill {
     const headers = { ...this.params.headers }
     if (previous !== undefined) Object.assign(headers, conditionalHeaders(previous.meta))
     const t0 = Date.now()
+    // A miss will most likely be stored: open its temp file while the upstream thinks, so the
+    // first byte is not held up by the file system once the answer is in.
+    const early = previous === undefined ? settle(this.#store.createTemp(this.storeKey)) : undefined
+    const earlyKey = this.storeKey
     let response: UpstreamResponse
     try {
       response = await upstream.request(route, { method: 'GET', relativePath, headers, signal: this.#abort.signal })
@@ -221,6 +233,7 @@ export class Fill {
       }
     } catch (err) {
       this.upstreamMs = Date.now() - t0
+      discardTemp(early)
       return this.#finishEarly({ kind: 'failed', error: err as CachemirError })
     }
     this.upstreamMs = Date.now() - t0
@@ -255,6 +268,8 @@ export class Fill {
     }
 
     const decision = this.#decide(response)
+    // The early temp file is of no use for an answer not stored, or stored under a variant key.
+    const pre = decision.storable && this.storeKey === earlyKey ? early : (discardTemp(early), undefined)
     if (!decision.storable) {
       this.#claimable = response.body
       // Nobody claimed it (the initiator left, or the fill was started by a tool): drop the body.
@@ -265,7 +280,9 @@ export class Fill {
       return this.#finishEarly({ kind: 'uncacheable', response, reason: decision.reason })
     }
     try {
-      this.#temp = await this.#store.createTemp(this.storeKey)
+      const made = pre === undefined ? undefined : await pre
+      if (made instanceof Error) throw made
+      this.#temp = made ?? (await this.#store.createTemp(this.storeKey))
     } catch (err) {
       this.#log.warn({ err, key: this.key }, 'cannot create cache file; passing through')
       this.#claimable = response.body
@@ -301,15 +318,15 @@ export class Fill {
    * disk budget, the fill stops caching and relays the rest from memory: clients still get the
    * whole response, nothing partial is stored, and the error is logged once.
    */
-  async #writeOrRelay(temp: TempBody, chunk: Buffer): Promise<void> {
-    if (!this.#store.fits(this.committedBytes + chunk.length)) return this.#startRelay(temp, undefined, 'larger than the disk budget')
+  async #writeOrRelay(temp: TempBody, chunk: Buffer, pos: number): Promise<void> {
+    if (!this.#store.fits(pos + chunk.length)) return this.#startRelay(temp, undefined, 'larger than the disk budget')
     try {
       let off = 0
       while (off < chunk.length) {
-        const { bytesWritten } = await temp.fh.write(chunk, off, chunk.length - off, this.committedBytes + off)
+        const { bytesWritten } = await temp.fh.write(chunk, off, chunk.length - off, pos + off)
         off += bytesWritten
       }
-      this.fileBytes = this.committedBytes + chunk.length
+      this.fileBytes = pos + chunk.length
     } catch (err) {
       this.#startRelay(temp, err, 'cache write failed')
     }
@@ -359,12 +376,15 @@ export class Fill {
     let kept: Buffer[] | undefined = []
     try {
       for await (const chunk of response.body as AsyncIterable<Buffer>) {
-        if (!this.relaying) await this.#writeOrRelay(temp, chunk)
+        const pos = this.committedBytes
         digest.update(chunk)
-        if (kept !== undefined) kept = this.committedBytes + chunk.length <= keepLimit ? (kept.push(chunk), kept) : undefined
-        this.lastChunk = { pos: this.committedBytes, buf: chunk }
+        if (kept !== undefined) kept = pos + chunk.length <= keepLimit ? (kept.push(chunk), kept) : undefined
+        // Readers that are caught up take the chunk from memory while it is being written; the
+        // file serves only the bytes below fileBytes, which are on disk.
+        this.lastChunk = { pos, buf: chunk }
         this.committedBytes += chunk.length
         this.#notify()
+        if (!this.relaying) await this.#writeOrRelay(temp, chunk, pos)
         // Relaying: this chunk lives only in memory, so every reader takes it before the next.
         if (this.relaying) await this.#allReadersPast(this.committedBytes)
       }
@@ -482,4 +502,18 @@ export function conditionalHeaders(meta: EntryMeta): Record<string, string> {
   if (etag !== undefined) out['if-none-match'] = etag
   if (lastModified !== undefined) out['if-modified-since'] = lastModified
   return out
+}
+
+/** A promise that never rejects: its error becomes its value. */
+function settle<T>(promise: Promise<T>): Promise<T | Error> {
+  return promise.catch((err: unknown) => (err instanceof Error ? err : new Error(String(err))))
+}
+
+/** Closes and removes a temp file made in advance and not used. */
+function discardTemp(early: Promise<TempBody | Error> | undefined): void {
+  void early?.then(async (temp) => {
+    if (temp instanceof Error) return
+    await temp.fh.close().catch(() => {})
+    await unlink(temp.path).catch(() => {})
+  })
 }
