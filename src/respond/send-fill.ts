@@ -9,8 +9,12 @@ import { buildHead, drained, writeHead } from './head.js'
 import { evaluateRange, type ByteRange } from './range.js'
 import { isNotModified, NOT_MODIFIED_FIELDS } from './conditional.js'
 
-/** How much one reader takes from the file per read. */
-const READ_CHUNK_BYTES = 256 * 1024
+/**
+ * How much a reader that has fallen behind a fill takes from the temp file per read. Small, because
+ * a herd has many readers at once (bench scenario 5: 100 readers peaked at 158 MiB RSS with 256 KiB
+ * reads, 144 MiB with 64 KiB); readers that keep up take the fill's chunks from memory instead.
+ */
+const READ_CHUNK_BYTES = 64 * 1024
 const LENGTH_FIELDS = new Set(['content-length', 'content-range'])
 
 /**
