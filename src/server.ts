@@ -78,16 +78,16 @@ export async function startMirror(config: Config, log: Logger, options: MirrorOp
       logCompleted(log, x, t0, socket.bytesWritten - written0)
       if (--inFlight === 0) idle?.()
     })
-    // A thrown error in one request becomes a 500 for that request and a log line, never a crash.
-    const failed = (err: unknown): void => {
-      x.log.error({ err, url: req.url }, 'request failed')
-      sendError(res, 500, 'internal error')
-    }
     try {
-      dispatch(x)?.catch(failed)
+      dispatch(x)?.catch((err: unknown) => failed(x, err))
     } catch (err) {
-      failed(err)
+      failed(x, err)
     }
+  }
+  // A thrown error in one request becomes a 500 for that request and a log line, never a crash.
+  const failed = (x: Exchange, err: unknown): void => {
+    x.log.error({ err, url: x.req.url }, 'request failed')
+    sendError(x.res, 500, 'internal error')
   }
   const server = createServer(
     { headersTimeout: options.clientHeadersMs ?? 30_000, connectionsCheckingInterval: Math.min(1_000, options.clientHeadersMs ?? 30_000), requestTimeout: 0, keepAliveTimeout: 5_000 },

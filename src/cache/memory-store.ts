@@ -46,6 +46,16 @@ export class MemoryStore {
     return entry
   }
 
+  /** The entry without refreshing its recency (see touch). */
+  peek(hash: string): CachedEntry | undefined {
+    return this.#entries.peek(hash)
+  }
+
+  /** Marks the entry (and its body) as just used. */
+  touch(hash: string): void {
+    if (this.#entries.get(hash)?.body !== undefined) this.#bodies.get(hash)
+  }
+
   set(entry: CachedEntry): void {
     this.#entries.set(entry.hash, entry)
     if (entry.body !== undefined && entry.body.length <= this.maxBodyBytes) this.#bodies.set(entry.hash, entry)

@@ -11,7 +11,7 @@ import { variantKey, varyMatches, varyRecord } from '../cache/vary.js'
 import { canServeStaleOnError, computeFreshness, currentAgeMs, matchRule, ttlSeconds, type Freshness } from '../policy/freshness.js'
 import { decideUse, NO_DIRECTIVES, parseRequestDirectives, type RequestDirectives } from '../policy/request-directives.js'
 import { headerValue } from '../http/headers.js'
-import { formatCacheStatus, type CacheOutcome } from '../respond/cache-status.js'
+import { CACHE_NAME, formatCacheStatus, type CacheOutcome } from '../respond/cache-status.js'
 import { sendCached } from '../respond/send-cached.js'
 import { sendFill } from '../respond/send-fill.js'
 import { sendError, sendFailure } from '../respond/send-error.js'
@@ -91,9 +91,11 @@ export function handle(x: Exchange, deps: Deps): Promise<void> | undefined {
     const freshness = freshnessOf(hot.entry, rule)
     const now = deps.now()
     if (decideUse(freshness, hot.entry.meta.responseAt, now, rd) === 'fresh') {
-      x.outcome = { hit: true, ttl: ttlSeconds(freshness, hot.entry.meta.responseAt, now) }
+      const ttl = ttlSeconds(freshness, hot.entry.meta.responseAt, now)
+      x.outcome = { hit: true, ttl }
       // From memory nothing can be 'gone'; ranges and conditionals still return a promise.
-      const sent = sendStored(x, deps, hot.entry, freshness)
+      const ageSeconds = Math.floor(currentAgeMs(freshness, hot.entry.meta.responseAt, now) / 1000)
+      const sent = sendCached(x.req, x.res, hot.entry, deps.store, { cacheStatus: hitStatus(ttl), ageSeconds })
       return typeof sent === 'string' ? undefined : sent.then(() => {})
     }
   }
@@ -290,6 +292,11 @@ async function sendWhenStored(x: Exchange, deps: Deps, fill: Fill, routed: Route
   const entry = fill.entry
   if (fill.state === 'failed' || entry === undefined) return fetchOwn(x, deps, routed, 'miss')
   if ((await sendStored(x, deps, entry, freshnessOf(entry, rule))) === 'gone') return fetchOwn(x, deps, routed, 'miss')
+}
+
+/** `formatCacheStatus({ hit: true, ttl })`, without its generic field checks (the hot path). */
+function hitStatus(ttl: number): string {
+  return Number.isFinite(ttl) ? `${CACHE_NAME}; hit; ttl=${ttl}` : `${CACHE_NAME}; hit`
 }
 
 /** Sends a stored entry with Age and our Cache-Status. */
