@@ -13,7 +13,7 @@ import { runRps, type RpsResult } from '../lib/loadgen.js'
 import { NGINX_SETTINGS, nginxInfo, nginxMissingRow, runtimeCeilingRow, startNginx } from '../lib/nginx.js'
 import type { Options, Row, Scenario, ScenarioResult } from '../lib/types.js'
 import { chunkBytes, fmt, fmtSpread, MiB, spread, logNote, startCachemir, startServer, type Proc } from '../lib/util.js'
-import { originCount } from './thundering-herd.js'
+import { originCount } from '../lib/objects.js'
 
 const OBJECTS = 10_000
 const SIZE = 16 * 1024

@@ -1,25 +1,14 @@
 // Scenario 3: a 256 MiB cached object read fully by 4 connections, several times, against a bare
 // node file server streaming the same file with fs.createReadStream (highWaterMark 1 MiB).
 // Also: cachemir's RSS growth (VmRSS peak during the run minus VmRSS before it).
-import { createWriteStream } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { once } from 'node:events'
 import { request } from 'undici'
 import { runBulk, type BulkResult } from '../lib/loadgen.js'
+import { writeDeterministicFile } from '../lib/objects.js'
 import type { Options, Scenario, ScenarioResult } from '../lib/types.js'
-import { chunkBytes, fmt, MiB, procStatusBytes, rssSampler, spread, startCachemir, startServer, type Proc } from '../lib/util.js'
-
-/** Write `mib` MiB of deterministic bytes to `file`. */
-export async function writeDeterministicFile(file: string, mib: number, seed: number): Promise<void> {
-  const out = createWriteStream(file)
-  for (let i = 0; i < mib; i++) {
-    if (!out.write(chunkBytes(seed, i, MiB))) await once(out, 'drain')
-  }
-  out.end()
-  await once(out, 'finish')
-}
+import { fmt, MiB, procStatusBytes, rssSampler, spread, startCachemir, startServer, type Proc } from '../lib/util.js'
 
 const SIZE_MIB = 256
 const CONNECTIONS = 4

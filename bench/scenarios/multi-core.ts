@@ -2,8 +2,6 @@
 // with 1 and with 2 workers, interleaved; and cross-worker coalescing: 40 concurrent clients on
 // their own connections ask one uncached object of a throttled origin through 2 workers, and
 // the origin counts its requests (must be exactly 1).
-import { createHash } from 'node:crypto'
-import { createReadStream } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -11,7 +9,7 @@ import { request } from 'undici'
 import { runBulk, runRps, type RpsResult } from '../lib/loadgen.js'
 import type { Options, Scenario, ScenarioResult } from '../lib/types.js'
 import { fmt, spread, startCachemir, startServer, type Proc } from '../lib/util.js'
-import { writeDeterministicFile } from './large-hit.js'
+import { deterministicObject, originCount } from '../lib/objects.js'
 
 const CONNECTIONS = 64
 const HERD = 40
@@ -25,11 +23,6 @@ async function warm(url: string, times: number): Promise<string> {
     status = String(res.headers['cache-status'] ?? '')
   }
   return status
-}
-
-async function originCount(url: string): Promise<number> {
-  const res = await request(`${url}/_count`)
-  return Number(await res.body.text())
 }
 
 export const multiCore: Scenario = {
@@ -63,11 +56,7 @@ export const multiCore: Scenario = {
       if (errs > 0) notes.push(`WARN ${errs} errors or non-2xx responses during the run`)
 
       // Cross-worker coalescing: a throttled 16 MiB object, 40 clients at once through 2 workers.
-      const file = join(dir, 'herd.bin')
-      await writeDeterministicFile(file, 16, 9)
-      const h = createHash('sha256')
-      for await (const c of createReadStream(file)) h.update(c as Buffer)
-      const digest = h.digest('hex')
+      const { file, digest } = await deterministicObject(dir, 'herd.bin', 16, 9)
       const slow = await startServer('file', { file, rate: 50e6 })
       procs.push(slow)
       const group = await startCachemir(['--upstream', slow.url, '--cache-dir', join(dir, 'cache3'), '--workers', '2'])

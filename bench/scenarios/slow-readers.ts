@@ -13,8 +13,7 @@ import { runBulk, runMixed } from '../lib/loadgen.js'
 import { NGINX_SETTINGS, nginxInfo, nginxMissingRow, startNginx } from '../lib/nginx.js'
 import type { Options, Row, Scenario, ScenarioResult } from '../lib/types.js'
 import { fmt, fmtSpread, median, MiB, rssSampler, spread, logNote, startCachemir, startServer, type Proc } from '../lib/util.js'
-import { writeDeterministicFile } from './large-hit.js'
-import { fileDigest, originCount } from './thundering-herd.js'
+import { deterministicObject, originCount } from '../lib/objects.js'
 
 const SIZE_MIB = 32
 const RATE = 50e6
@@ -67,11 +66,7 @@ export const slowReaders: Scenario = {
     const procs: Proc[] = []
     const notes: string[] = []
     try {
-      const file = join(dir, 'slow.bin')
-      await writeDeterministicFile(file, SIZE_MIB, 6)
-      const h0 = performance.now()
-      const digest = await fileDigest(file)
-      const hashMs = performance.now() - h0
+      const { file, digest, hashMs } = await deterministicObject(dir, 'slow.bin', SIZE_MIB, 6)
       const origin = await startServer('file', { file, rate: RATE })
       procs.push(origin)
       const mirror = await startCachemir(['--upstream', origin.url, '--cache-dir', join(dir, 'cache'), '--max-memory', '32MiB', '--max-disk', '2GiB'])

@@ -2,33 +2,18 @@
 // about 50 MB/s. Checks: origin requests for it (exactly 1), last client finish vs a single client
 // downloading another uncached object through the same server, every body's sha256, peak RSS.
 // Contestants: cachemir, and nginx with proxy_cache_lock (when installed), interleaved per round.
-import { createHash } from 'node:crypto'
-import { createReadStream } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { request } from 'undici'
 import { runBulk } from '../lib/loadgen.js'
 import { NGINX_SETTINGS, nginxInfo, nginxMissingRow, startNginx } from '../lib/nginx.js'
 import type { Options, Row, Scenario, ScenarioResult } from '../lib/types.js'
 import { fmt, fmtSpread, MiB, rssSampler, spread, logNote, startCachemir, startServer, type Proc, type Spread } from '../lib/util.js'
-import { writeDeterministicFile } from './large-hit.js'
+import { deterministicObject, originCount } from '../lib/objects.js'
 
 const SIZE_MIB = 64
 const CLIENTS = 100
 const RATE = 50e6
-
-export async function originCount(url: string): Promise<number> {
-  const res = await request(`${url}/_count`)
-  return Number(await res.body.text())
-}
-
-/** sha256 of a file, hex. */
-export async function fileDigest(file: string): Promise<string> {
-  const h = createHash('sha256')
-  for await (const c of createReadStream(file)) h.update(c as Buffer)
-  return h.digest('hex')
-}
 
 interface Figures { solo: number[]; last: number[]; ratios: number[]; originReqs: number[]; peaks: number[]; bad: number }
 
@@ -61,11 +46,7 @@ export const thunderingHerd: Scenario = {
     const procs: Proc[] = []
     const notes: string[] = []
     try {
-      const file = join(dir, 'herd.bin')
-      await writeDeterministicFile(file, SIZE_MIB, 5)
-      const h0 = performance.now()
-      const digest = await fileDigest(file)
-      const hashMs = performance.now() - h0
+      const { file, digest, hashMs } = await deterministicObject(dir, 'herd.bin', SIZE_MIB, 5)
       const origin = await startServer('file', { file, rate: RATE })
       procs.push(origin)
       const mirror = await startCachemir(['--upstream', origin.url, '--cache-dir', join(dir, 'cache'), '--max-memory', '32MiB', '--max-disk', '2GiB'])
