@@ -60,6 +60,8 @@ export async function startMirror(config: Config, log: Logger, options: MirrorOp
   const fills = new FillRegistry(store, upstream, log.child({ component: 'fill' }))
   const passThrough = new PassThrough(log.child({ component: 'pass-through' }), upstream)
   const deps: Deps = { config, store, fills, upstream, passThrough, now, peers }
+  // Other workers' changes apply from now on, before this worker serves anything.
+  const unsubscribe = peers?.subscribe(store, fills)
   const startedAt = Date.now()
   let nextId = 0
   let inFlight = 0
@@ -158,7 +160,6 @@ export async function startMirror(config: Config, log: Logger, options: MirrorOp
   const address = server.address()
   const port = typeof address === 'object' && address !== null ? address.port : config.port
   const shown = describeListen({ host: config.host, port })
-  const unsubscribe = peers?.subscribe(store, fills)
   if (peers === undefined) {
     log.info({ listen: shown, cacheDir: config.cacheDir, routes: config.routes.map((r) => r.prefix) }, 'listening')
   } else {

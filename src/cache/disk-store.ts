@@ -277,9 +277,25 @@ export class DiskStore {
     if (meta !== undefined) await unlink(this.bodyPath(hash, meta.bodyFile)).catch(() => {})
   }
 
+  /**
+   * Removes the entry only if its meta on disk still points at `meta`'s body (another process may
+   * have committed a newer version meanwhile); that body file goes either way. True if removed.
+   */
+  async removeIfCurrent(hash: string, meta: EntryMeta): Promise<boolean> {
+    const onDisk = await this.#metaOf(hash)
+    if (onDisk !== undefined && onDisk.bodyFile !== meta.bodyFile) {
+      await unlink(this.bodyPath(hash, meta.bodyFile)).catch(() => {})
+      return false
+    }
+    await this.remove(hash, meta)
+    return true
+  }
+
   async #unlinkEntry(hash: string, version: BodyVersion): Promise<void> {
-    await unlink(this.#metaPath(hash)).catch(() => {})
-    await unlink(this.bodyPath(hash, `${hash}.${version}.body`)).catch((err: NodeJS.ErrnoException) => {
+    // The meta goes only if it still names the evicted version (not one committed since).
+    const bodyFile = `${hash}.${version}.body`
+    if ((await this.#metaOf(hash))?.bodyFile === bodyFile) await unlink(this.#metaPath(hash)).catch(() => {})
+    await unlink(this.bodyPath(hash, bodyFile)).catch((err: NodeJS.ErrnoException) => {
       if (err.code !== 'ENOENT') this.#log.warn({ err, hash }, 'could not remove evicted body')
     })
   }

@@ -35,6 +35,13 @@ export type StoreChange =
 /** A purge announced by another worker that never says it is done (the worker died) ends after this. */
 const REMOTE_PURGE_MS = 10_000
 
+/** Purges of one URL by other workers: how many are running, and when the last one is over. */
+interface RemotePurge {
+  count: number
+  readonly over: Promise<void>
+  readonly end: () => void
+}
+
 export interface StoreStats {
   readonly memoryEntries: number
   /** Entries whose body is in memory too (the rest have only their metadata there). */
@@ -59,8 +66,8 @@ export class TieredStore {
   #writes = 0
   /** Keys (by hash) being purged, and the purge to wait for. */
   readonly #purging = new Map<string, Promise<boolean>>()
-  /** Keys (by hash) another worker is purging, until when. */
-  readonly #remotePurging = new Map<string, number>()
+  /** Keys (by hash) other workers are purging. */
+  readonly #remotePurging = new Map<string, RemotePurge>()
 
   readonly #onChange: (change: StoreChange) => void
 
@@ -93,8 +100,11 @@ export class TieredStore {
     if (change.kind === 'url') {
       // Until the purging worker is done, the old files may still be on disk: the key is a miss.
       const hash = hashKey(change.key)
-      if (change.done) this.#remotePurging.delete(hash)
-      else this.#remotePurging.set(hash, Date.now() + REMOTE_PURGE_MS)
+      const running = this.#remotePurging.get(hash)
+      if (!change.done) {
+        if (running !== undefined) running.count++
+        else this.#remotePurging.set(hash, this.#remotePurge(hash))
+      } else if (running !== undefined && --running.count <= 0) running.end()
       this.memory.delete(hash)
       this.#vary.delete(hash)
       this.disk.index.delete(hash)
@@ -106,11 +116,25 @@ export class TieredStore {
   }
 
   #remotelyPurging(hash: string): boolean {
-    const until = this.#remotePurging.get(hash)
-    if (until === undefined) return false
-    if (until > Date.now()) return true
-    this.#remotePurging.delete(hash)
-    return false
+    return this.#remotePurging.has(hash)
+  }
+
+  /** Another worker's purge of `hash`: ends when it says done, or after REMOTE_PURGE_MS. */
+  #remotePurge(hash: string): RemotePurge {
+    let resolve: () => void = () => {}
+    const over = new Promise<void>((r) => (resolve = r))
+    const purge: RemotePurge = {
+      count: 1,
+      over,
+      end: () => {
+        clearTimeout(timer)
+        if (this.#remotePurging.get(hash) === purge) this.#remotePurging.delete(hash)
+        resolve()
+      },
+    }
+    const timer = setTimeout(() => purge.end(), REMOTE_PURGE_MS)
+    timer.unref()
+    return purge
   }
 
   /** Indexes what an earlier process left on disk; the store serves (and finds old entries) meanwhile. */
@@ -225,6 +249,9 @@ export class TieredStore {
     // stored under the generation being retired.
     const purging = this.#purging.get(hash)
     if (purging !== undefined) await purging.catch(() => false)
+    // Another worker is moving it to a new generation: its old record must not be read meanwhile.
+    const remote = this.#remotePurging.get(hash)
+    if (remote !== undefined) await remote.over
     const known = this.#vary.get(hash)
     if (known !== undefined) return known
     const marker = (await this.disk.readVary(hash)) ?? NO_VARY
@@ -331,7 +358,7 @@ export class TieredStore {
     }
     this.#writes++
     this.memory.delete(entry.hash)
-    await this.disk.remove(entry.hash, entry.meta)
-    this.#onChange({ kind: 'entry', hash: entry.hash, version: null })
+    // Another worker may have stored a new version since this one was read: only this one goes.
+    if (await this.disk.removeIfCurrent(entry.hash, entry.meta)) this.#onChange({ kind: 'entry', hash: entry.hash, version: null })
   }
 }

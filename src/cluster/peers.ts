@@ -9,7 +9,6 @@
 
 import { createServer, request, Agent, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http'
 import { unlink } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pipeline } from 'node:stream/promises'
 import type { Logger } from 'pino'
@@ -22,6 +21,7 @@ import { CACHE_NAME, type CacheOutcome } from '../respond/cache-status.js'
 export const WORKER_ENV = {
   index: 'CACHEMIR_WORKER_INDEX',
   count: 'CACHEMIR_WORKER_COUNT',
+  /** A private directory (0700) the primary made for the workers' sockets. */
   group: 'CACHEMIR_WORKER_GROUP',
   startedAt: 'CACHEMIR_WORKER_GROUP_STARTED',
 } as const
@@ -31,9 +31,9 @@ export type PeerMessage =
   | { readonly t: 'cachemir:change'; readonly change: StoreChange }
   | { readonly t: 'cachemir:listening'; readonly index: number; readonly address: string }
   /** Sender -> primary -> others; others ack; the primary says `barrier-done` once all live peers did. */
-  | { readonly t: 'cachemir:barrier'; readonly id: number; readonly from: number }
-  | { readonly t: 'cachemir:barrier-ack'; readonly id: number; readonly from: number }
-  | { readonly t: 'cachemir:barrier-done'; readonly id: number }
+  | { readonly t: 'cachemir:barrier'; readonly id: string; readonly from: number }
+  | { readonly t: 'cachemir:barrier-ack'; readonly id: string; readonly from: number }
+  | { readonly t: 'cachemir:barrier-done'; readonly id: string }
 
 /** The longest a barrier waits for the other workers (one may be restarting). */
 const BARRIER_TIMEOUT_MS = 1000
@@ -41,7 +41,7 @@ const BARRIER_TIMEOUT_MS = 1000
 export interface WorkerIdentity {
   readonly index: number
   readonly count: number
-  /** Names the group's sockets (the primary's pid). */
+  /** The group's private socket directory. */
   readonly group: string
   /** When the primary started: files older than this in the cache are leftovers. */
   readonly startedAt: number
@@ -58,11 +58,17 @@ export function workerIdentity(env: NodeJS.ProcessEnv): WorkerIdentity | undefin
 }
 
 export function peerSocketPath(group: string, index: number): string {
-  return join(tmpdir(), `cachemir-${group}-${index}.sock`)
+  return join(group, `${index}.sock`)
 }
 
 /** Hop-by-hop fields of the owner's answer, which the worker's own connection replaces. */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'proxy-connection', 'te', 'trailer', 'upgrade'])
+/**
+ * Not passed to the owner: hop-by-hop fields, and those announcing a request body (only requests
+ * without one are handed over; a stray Content-Length would make the owner read the next request
+ * on the shared connection as this one's body).
+ */
+const NOT_HANDED_OVER = new Set([...HOP_BY_HOP, 'content-length', 'expect', 'host'])
 
 export class Peers {
   readonly self: WorkerIdentity
@@ -71,7 +77,7 @@ export class Peers {
   #server: Server | undefined
   /** Requests handed to another worker, and those that fell back to this one (owner unreachable). */
   readonly counters = { forwarded: 0, fallbacks: 0, changesSent: 0, changesApplied: 0, barrierTimeouts: 0 }
-  readonly #barriers = new Map<number, () => void>()
+  readonly #barriers = new Map<string, () => void>()
   #nextBarrier = 0
 
   constructor(self: WorkerIdentity, log: Logger) {
@@ -84,9 +90,13 @@ export class Peers {
     return Number.parseInt(hashKey(urlKey).slice(0, 8), 16) % this.self.count
   }
 
-  /** The owner to ask for this request, or undefined when this worker does the work itself. */
-  ownerToAsk(urlKey: string, fromPeer: boolean): number | undefined {
-    if (fromPeer) return undefined
+  /**
+   * The owner to ask for this request, or undefined when this worker does the work itself: it is
+   * the owner, the request came from a peer, or it carries a body (a GET with a body is rare and
+   * is served where it arrived rather than streamed on).
+   */
+  ownerToAsk(urlKey: string, req: IncomingMessage, fromPeer: boolean): number | undefined {
+    if (fromPeer || req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined) return undefined
     const owner = this.ownerOf(urlKey)
     return owner === this.self.index ? undefined : owner
   }
@@ -114,7 +124,7 @@ export class Peers {
   forward(req: IncomingMessage, res: ServerResponse, owner: number, onAnswer: (outcome: CacheOutcome) => void): Promise<'answered' | 'unavailable'> {
     return new Promise((resolve) => {
       const headers: Record<string, string | string[]> = {}
-      for (const [name, value] of Object.entries(req.headers)) if (value !== undefined && !HOP_BY_HOP.has(name)) headers[name] = value
+      for (const [name, value] of Object.entries(req.headers)) if (value !== undefined && !NOT_HANDED_OVER.has(name)) headers[name] = value
       const up = request({ socketPath: peerSocketPath(this.self.group, owner), method: req.method, path: req.url, headers, agent: this.#agent })
       let answered = false
       const onClientGone = (): void => {
@@ -172,7 +182,8 @@ export class Peers {
    */
   barrier(): Promise<void> {
     if (process.send === undefined) return Promise.resolve()
-    const id = ++this.#nextBarrier
+    // Unique across restarts of this worker slot: a successor never settles its predecessor's.
+    const id = `${process.pid}:${++this.#nextBarrier}`
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
         this.counters.barrierTimeouts++

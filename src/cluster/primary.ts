@@ -4,6 +4,9 @@
 // SIGTERM/SIGINT stops them all gracefully. It opens no cache and serves no request itself.
 
 import cluster, { type Worker } from 'node:cluster'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import type { Logger } from 'pino'
 import { describeListen, type Config } from '../config.js'
 import { WORKER_ENV, type PeerMessage } from './peers.js'
@@ -15,12 +18,14 @@ const MAX_QUICK_CRASHES = 5
 /** Resolves with the exit code for the whole group once every worker has stopped. */
 export function runPrimary(config: Config, log: Logger): Promise<number> {
   const count = config.workers
-  const group = String(process.pid)
+  // A private directory for the workers' sockets: no other group (another container sharing
+  // /tmp, a leftover of a killed run) can collide with it or listen in.
+  const group = mkdtempSync(join(tmpdir(), 'cachemir-workers-'))
   const startedAt = Date.now()
   const workers = new Map<number, Worker>()
   const listening = new Set<number>()
-  /** Open barriers: `${from}:${id}` -> the workers that have not acknowledged yet. */
-  const barriers = new Map<string, { from: number; id: number; waiting: Set<number> }>()
+  /** Open barriers by id (`pid:n` of the sender) -> the workers that have not acknowledged yet. */
+  const barriers = new Map<string, { from: number; id: string; waiting: Set<number> }>()
   const settleBarriers = (): void => {
     for (const [key, b] of barriers) {
       if (b.waiting.size > 0) continue
@@ -36,6 +41,10 @@ export function runPrimary(config: Config, log: Logger): Promise<number> {
   let exitCode = 0
 
   return new Promise((resolve) => {
+    const finish = (code: number): void => {
+      rmSync(group, { recursive: true, force: true })
+      resolve(code)
+    }
     const fork = (index: number): void => {
       const worker = cluster.fork({
         [WORKER_ENV.index]: String(index),
@@ -62,21 +71,24 @@ export function runPrimary(config: Config, log: Logger): Promise<number> {
             waiting.add(other)
             peer.send(message)
           }
-          barriers.set(`${index}:${message.id}`, { from: index, id: message.id, waiting })
+          barriers.set(message.id, { from: index, id: message.id, waiting })
           settleBarriers()
         } else if (message?.t === 'cachemir:barrier-ack') {
-          barriers.get(`${message.from}:${message.id}`)?.waiting.delete(index)
+          barriers.get(message.id)?.waiting.delete(index)
           settleBarriers()
         }
       })
       worker.on('exit', (code, signal) => {
         workers.delete(index)
         listening.delete(index)
-        for (const b of barriers.values()) b.waiting.delete(index)
+        for (const [id, b] of barriers) {
+          if (b.from === index) barriers.delete(id) // its sender is gone
+          else b.waiting.delete(index)
+        }
         settleBarriers()
         if (stopping) {
           if (code !== 0) exitCode = 1
-          if (workers.size === 0) resolve(exitCode)
+          if (workers.size === 0) finish(exitCode)
           return
         }
         // A configuration problem fails every worker the same way at start: stop, do not loop.
@@ -85,7 +97,7 @@ export function runPrimary(config: Config, log: Logger): Promise<number> {
           log.error({ worker: index, code, signal }, 'worker failed at start; stopping the group')
           exitCode = code === 2 ? 2 : 1
           stop()
-          if (workers.size === 0) resolve(exitCode)
+          if (workers.size === 0) finish(exitCode)
           return
         }
         log.error({ worker: index, code, signal }, 'worker died; starting a new one')
@@ -111,7 +123,7 @@ export function runPrimary(config: Config, log: Logger): Promise<number> {
     }
     process.on('SIGTERM', onSignal)
     process.on('SIGINT', onSignal)
-    log.info({ workers: count, address: describeListen(config) }, 'starting workers')
+    log.info({ workers: count, address: describeListen(config), peerDir: group }, 'starting workers')
     for (let i = 0; i < count; i++) fork(i)
   })
 }

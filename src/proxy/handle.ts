@@ -148,7 +148,7 @@ async function handleStored(
  * worker is the owner, the request came from a peer, or the owner is unreachable.
  */
 async function askOwner(x: Exchange, deps: Deps, routed: Routed): Promise<'answered' | 'local'> {
-  const owner = deps.peers?.ownerToAsk(routed.key, x.fromPeer)
+  const owner = deps.peers?.ownerToAsk(routed.key, x.req, x.fromPeer)
   if (deps.peers === undefined || owner === undefined) return 'local'
   return deps.peers.forward(x.req, x.res, owner, (outcome) => (x.outcome = outcome)).then((r) => (r === 'unavailable' ? 'local' : 'answered'))
 }
