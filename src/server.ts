@@ -76,7 +76,8 @@ export async function startMirror(config: Config, log: Logger, options: MirrorOp
     const socket = req.socket
     const written0 = socket.bytesWritten
     inFlight++
-    res.once('close', () => {
+    // 'close' comes once per response; `on` spares the once-wrapper per request.
+    res.on('close', () => {
       logCompleted(log, x, t0, socket.bytesWritten - written0)
       if (--inFlight === 0) idle?.()
     })

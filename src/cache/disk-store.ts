@@ -50,6 +50,18 @@ export class DiskStore {
   readonly index: DiskIndex
   /** Files older than this that no entry references are leftovers of an earlier process. */
   readonly #startedAt: number
+  /** Hashes with a `.vary` record: found by the scan, or written by this process. */
+  readonly #varyFiles = new Set<string>()
+  /**
+   * Whether #varyFiles is the whole truth once the scan is done: not when other processes share
+   * the directory (a worker group), since they write records this one does not see.
+   */
+  #varyFilesComplete = true
+
+  /** Other processes write to this cache directory too (see #varyFilesComplete). */
+  shared(): void {
+    this.#varyFilesComplete = false
+  }
   readonly #log: Logger
 
   private constructor(cacheDir: string, maxBytes: number, log: Logger, onEvicted: (hash: string) => void, leftoversBefore: number) {
@@ -222,6 +234,9 @@ export class DiskStore {
 
   /** The Vary record of the URL hashed to `hash`, or undefined when there is none. */
   async readVary(hash: string): Promise<VaryMarker | undefined> {
+    // Most URLs never vary: once the scan has listed every bucket, a URL without a record here
+    // costs no file-system call (this matters on every miss).
+    if (this.index.complete && this.#varyFilesComplete && !this.#varyFiles.has(hash)) return undefined
     const text = await readFile(join(this.#dir(hash), `${hash}.vary`), 'utf8').catch(() => undefined)
     if (text === undefined) return undefined
     try {
@@ -236,6 +251,7 @@ export class DiskStore {
 
   /** Writes a URL's Vary record atomically. */
   async writeVary(hash: string, key: string, marker: VaryMarker): Promise<void> {
+    this.#varyFiles.add(hash)
     const path = join(this.#dir(hash), `${hash}.vary`)
     await mkdir(this.#dir(hash), { recursive: true })
     const tmp = join(this.#dir(hash), `${TEMP_PREFIX}${hash}.${randomBytes(4).toString('hex')}.vary`)
@@ -326,7 +342,7 @@ export class DiskStore {
       const leftovers: string[] = []
       for (const name of await readdir(dir).catch(() => [] as string[])) {
         if (name.startsWith(TEMP_PREFIX)) leftovers.push(name)
-        else if (name.endsWith('.vary')) continue
+        else if (name.endsWith('.vary')) this.#varyFiles.add(name.slice(0, -5))
         else if (name.endsWith('.meta')) metas.add(name.slice(0, -5))
         else if (name.endsWith('.body')) {
           const hash = name.slice(0, name.indexOf('.'))

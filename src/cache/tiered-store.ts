@@ -88,6 +88,7 @@ export class TieredStore {
       onChange({ kind: 'entry', hash, version: null })
     }, options.leftoversBefore)
     self = new TieredStore(disk, memory, options.log, onChange)
+    if (options.onChange !== undefined) disk.shared()
     return self
   }
 
