@@ -5,7 +5,7 @@ import { spawn, spawnSync } from 'node:child_process'
 import { accessSync, constants, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { delimiter, join } from 'node:path'
 import type { Row } from './types.js'
-import { fmt, fmtSpread, freePort, MiB, procStatusBytes, stopChild, tail, waitForPort, type Proc, type Spread } from './util.js'
+import { fmt, fmtSpread, freePort, MiB, procStatusBytes, spread as spreadOf, stopChild, tail, waitForPort, type Proc, type Spread } from './util.js'
 
 export interface NginxInfo {
   /** Absolute path of the binary, or undefined when nginx is not available. */
@@ -209,5 +209,33 @@ export function runtimeCeilingRow(scenario: string, bareName: string, bare: Spre
   return {
     scenario, reference: 'nginx proxy_cache', metric: `req/s of the ${bareName} (not cachemir) vs nginx: what the runtime allows`,
     cachemir: fmtSpread(bare, 0), referenceFigure: fmtSpread(nginx, 0), ratio: `${fmt(r, 2)}×`, target: '–', met: 'n/a',
+  }
+}
+
+/**
+ * The nginx rows of a req/s scenario (1 and 2): cachemir's req/s and p99 against nginx's, and the
+ * bare Node reference against nginx (the runtime's ceiling); or "not installed" rows.
+ */
+export function nginxRpsRows(
+  scenario: string,
+  cachemir: { rps: Spread; p99: Spread },
+  bare: { name: string; rps: Spread },
+  nginxRuns: readonly { rps: number; p99Ms: number }[],
+): { rows: Row[]; data: unknown } {
+  if (nginxRuns.length === 0) {
+    return { rows: [nginxMissingRow(scenario, 'req/s', '≥ 1.0× (goal)'), nginxMissingRow(scenario, 'p99 latency (ms)', '≤ 1.0× (goal)')], data: null }
+  }
+  const rps = spreadOf(nginxRuns.map((x) => x.rps))
+  const p99 = spreadOf(nginxRuns.map((x) => x.p99Ms))
+  const rpsVs = cachemir.rps.median / rps.median
+  const p99Vs = cachemir.p99.median / p99.median
+  const ref = 'nginx proxy_cache'
+  return {
+    rows: [
+      { scenario, reference: ref, metric: 'req/s', cachemir: fmtSpread(cachemir.rps, 0), referenceFigure: fmtSpread(rps, 0), ratio: `${fmt(rpsVs, 2)}×`, target: '≥ 1.0× (goal)', met: rpsVs >= 1 ? 'yes' : 'no' },
+      { scenario, reference: ref, metric: 'p99 latency (ms)', cachemir: fmtSpread(cachemir.p99, 2), referenceFigure: fmtSpread(p99, 2), ratio: `${fmt(p99Vs, 2)}×`, target: '≤ 1.0× (goal)', met: p99Vs <= 1 ? 'yes' : 'no' },
+      runtimeCeilingRow(scenario, bare.name, bare.rps, rps),
+    ],
+    data: { rps, p99Ms: p99, raw: nginxRuns, rpsRatio: rpsVs, p99Ratio: p99Vs },
   }
 }

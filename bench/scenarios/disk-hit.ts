@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Pool, request } from 'undici'
 import { runRps, type RpsResult } from '../lib/loadgen.js'
-import { NGINX_SETTINGS, nginxInfo, nginxMissingRow, runtimeCeilingRow, startNginx } from '../lib/nginx.js'
+import { NGINX_SETTINGS, nginxInfo, nginxRpsRows, startNginx } from '../lib/nginx.js'
 import type { Options, Row, Scenario, ScenarioResult } from '../lib/types.js'
 import { chunkBytes, fmt, fmtSpread, MiB, spread, logNote, startCachemir, startServer, type Proc } from '../lib/util.js'
 import { originCount } from '../lib/objects.js'
@@ -140,21 +140,9 @@ export const diskHit: Scenario = {
         { scenario: S, reference: refName, metric: 'req/s', cachemir: fmtSpread(rpsA, 0), referenceFigure: fmtSpread(rpsB, 0), ratio: `${fmt(ratio, 2)}×`, target: '≥ 0.8×', met: ratio >= 0.8 ? 'yes' : 'no' },
         { scenario: S, reference: refName, metric: 'p99 latency (ms)', cachemir: fmtSpread(p99A, 2), referenceFigure: fmtSpread(p99B, 2), ratio: `${fmt(p99A.median / p99B.median, 2)}×`, target: '–', met: 'n/a' },
       ]
-      let nginxData: unknown = null
-      if (C.length > 0) {
-        const rpsC = spread(C.map((x) => x.rps))
-        const p99C = spread(C.map((x) => x.p99Ms))
-        const vs = rpsA.median / rpsC.median
-        const p99Vs = p99A.median / p99C.median
-        nginxData = { rps: rpsC, p99Ms: p99C, raw: C, rpsRatio: vs, p99Ratio: p99Vs }
-        rows.push(
-          { scenario: S, reference: 'nginx proxy_cache', metric: 'req/s', cachemir: fmtSpread(rpsA, 0), referenceFigure: fmtSpread(rpsC, 0), ratio: `${fmt(vs, 2)}×`, target: '≥ 1.0× (goal)', met: vs >= 1 ? 'yes' : 'no' },
-          { scenario: S, reference: 'nginx proxy_cache', metric: 'p99 latency (ms)', cachemir: fmtSpread(p99A, 2), referenceFigure: fmtSpread(p99C, 2), ratio: `${fmt(p99Vs, 2)}×`, target: '≤ 1.0× (goal)', met: p99Vs <= 1 ? 'yes' : 'no' },
-          runtimeCeilingRow(S, 'bare node file server', rpsB, rpsC),
-        )
-      } else {
-        rows.push(nginxMissingRow(S, 'req/s', '≥ 1.0× (goal)'))
-      }
+      const nginx = nginxRpsRows(S, { rps: rpsA, p99: p99A }, { name: 'bare node file server', rps: rpsB }, C)
+      rows.push(...nginx.rows)
+      const nginxData = nginx.data
       const logged = logNote('cachemir', mirror)
       if (logged !== undefined) notes.push(logged)
       return {

@@ -6,9 +6,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { request } from 'undici'
 import { runRps, type RpsResult } from '../lib/loadgen.js'
-import { NGINX_SETTINGS, nginxInfo, nginxMissingRow, runtimeCeilingRow, startNginx } from '../lib/nginx.js'
-import type { Options, Row, Scenario, ScenarioResult } from '../lib/types.js'
-import { fmt, fmtSpread, spread, logNote, startCachemir, startServer, type Proc } from '../lib/util.js'
+import { NGINX_SETTINGS, nginxInfo, nginxRpsRows, startNginx } from '../lib/nginx.js'
+import type { Options, Scenario, ScenarioResult } from '../lib/types.js'
+import { fmt, spread, logNote, startCachemir, startServer, type Proc } from '../lib/util.js'
 
 const CONNECTIONS = 64
 const DROP = new Set(['date', 'connection', 'keep-alive', 'transfer-encoding', 'content-length'])
@@ -80,22 +80,7 @@ export const hotSmallHit: Scenario = {
       const p99Ratio = p99A.median / p99B.median
       const ref1 = 'bare node:http, Buffer'
       const S = '1 hot small hit'
-      const nginxRows: Row[] = []
-      let nginxData: unknown = null
-      if (c.length > 0) {
-        const rpsC = spread(c.map((x) => x.rps))
-        const p99C = spread(c.map((x) => x.p99Ms))
-        const rpsVs = rpsA.median / rpsC.median
-        const p99Vs = p99A.median / p99C.median
-        nginxData = { rps: rpsC, p99Ms: p99C, raw: c, rpsRatio: rpsVs, p99Ratio: p99Vs }
-        nginxRows.push(
-          { scenario: S, reference: 'nginx proxy_cache', metric: 'req/s', cachemir: fmtSpread(rpsA, 0), referenceFigure: fmtSpread(rpsC, 0), ratio: `${fmt(rpsVs, 2)}×`, target: '≥ 1.0× (goal)', met: rpsVs >= 1 ? 'yes' : 'no' },
-          { scenario: S, reference: 'nginx proxy_cache', metric: 'p99 latency (ms)', cachemir: fmtSpread(p99A, 2), referenceFigure: fmtSpread(p99C, 2), ratio: `${fmt(p99Vs, 2)}×`, target: '≤ 1.0× (goal)', met: p99Vs <= 1 ? 'yes' : 'no' },
-          runtimeCeilingRow(S, 'bare node:http server', rpsB, rpsC),
-        )
-      } else {
-        nginxRows.push(nginxMissingRow(S, 'req/s', '≥ 1.0× (goal)'), nginxMissingRow(S, 'p99 latency (ms)', '≤ 1.0× (goal)'))
-      }
+      const { rows: nginxRows, data: nginxData } = nginxRpsRows(S, { rps: rpsA, p99: p99A }, { name: 'bare node:http server', rps: rpsB }, c)
       const logged = logNote('cachemir', mirror)
       if (logged !== undefined) notes.push(logged)
       return {
