@@ -594,3 +594,14 @@ test('the resolved config is deeply frozen', (t) => {
     assert.throws(mutate, TypeError, name)
   }
 })
+
+test('workers: a flag, a variable or the file; 1 by default; "auto" is one per CPU (at most 64)', (t) => {
+  assert.equal(resolveConfig({ upstream: [UP] }, {}).workers, 1)
+  assert.equal(resolveConfig({ upstream: [UP], workers: '3' }, {}).workers, 3)
+  assert.equal(resolveConfig({ upstream: [UP] }, { CACHEMIR_WORKERS: '2' }).workers, 2)
+  assert.equal(resolveConfig({ upstream: [UP], workers: 'auto' }, {}).workers, Math.min(os.availableParallelism(), 64))
+  assert.equal(resolveConfig({ config: writeConfig(t, { upstreams: [UP], workers: 4 }) }, {}).workers, 4)
+  const file = writeConfig(t, { upstreams: [UP], workers: 0 })
+  assert.deepEqual(problemsOf({ config: file }), [`${file}: workers: expected a number of workers from 1 to 64 or "auto", got 0`])
+  assert.deepEqual(problemsOf({ upstream: [UP], workers: '2.5' }), ['--workers: expected a number of workers from 1 to 64 or "auto", got "2.5"'])
+})
