@@ -10,10 +10,11 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { runBulk, runMixed } from '../lib/loadgen.js'
-import { NGINX_SETTINGS, nginxInfo, nginxMissingRow, startNginx } from '../lib/nginx.js'
+import { nginxMissingRow } from '../lib/nginx.js'
 import type { Options, Row, Scenario, ScenarioResult } from '../lib/types.js'
-import { fmt, fmtSpread, median, MiB, rssSampler, spread, logNote, startCachemir, startServer, type Proc } from '../lib/util.js'
+import { fmt, fmtSpread, median, MiB, rssSampler, spread, logNote, type Proc } from '../lib/util.js'
 import { deterministicObject, originCount } from '../lib/objects.js'
+import { startFillContestants } from '../lib/contestants.js'
 
 const SIZE_MIB = 32
 const RATE = 50e6
@@ -67,18 +68,7 @@ export const slowReaders: Scenario = {
     const notes: string[] = []
     try {
       const { file, digest, hashMs } = await deterministicObject(dir, 'slow.bin', SIZE_MIB, 6)
-      const origin = await startServer('file', { file, rate: RATE })
-      procs.push(origin)
-      const mirror = await startCachemir(['--upstream', origin.url, '--cache-dir', join(dir, 'cache'), '--max-memory', '32MiB', '--max-disk', '2GiB'])
-      procs.push(mirror)
-      let nginx: Proc | undefined
-      if (nginxInfo().path !== undefined) {
-        nginx = await startNginx({ upstream: origin.url, dir: join(dir, 'nginx'), maxCacheBytes: 1024 * MiB })
-        procs.push(nginx)
-        notes.push(`nginx (${nginxInfo().version}): ${NGINX_SETTINGS}; its RSS is the sum over master, worker, cache manager and loader`)
-      } else {
-        notes.push(`nginx rows skipped: ${nginxInfo().note}`)
-      }
+      const { origin, mirror, nginx } = await startFillContestants(dir, file, RATE, 1024, procs, notes)
       notes.push(`the fast bodies are hashed after the last one has arrived (hashing one took ${fmt(hashMs, 0)} ms here), so hashing is not in their finish times; the single client hashes as it reads`)
       const A = empty()
       const C = empty()

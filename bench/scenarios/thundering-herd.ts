@@ -6,10 +6,11 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { runBulk } from '../lib/loadgen.js'
-import { NGINX_SETTINGS, nginxInfo, nginxMissingRow, startNginx } from '../lib/nginx.js'
+import { nginxInfo, nginxMissingRow } from '../lib/nginx.js'
 import type { Options, Row, Scenario, ScenarioResult } from '../lib/types.js'
-import { fmt, fmtSpread, MiB, rssSampler, spread, logNote, startCachemir, startServer, type Proc, type Spread } from '../lib/util.js'
+import { fmt, fmtSpread, MiB, rssSampler, spread, logNote, type Proc, type Spread } from '../lib/util.js'
 import { deterministicObject, originCount } from '../lib/objects.js'
+import { startFillContestants } from '../lib/contestants.js'
 
 const SIZE_MIB = 64
 const CLIENTS = 100
@@ -47,18 +48,7 @@ export const thunderingHerd: Scenario = {
     const notes: string[] = []
     try {
       const { file, digest, hashMs } = await deterministicObject(dir, 'herd.bin', SIZE_MIB, 5)
-      const origin = await startServer('file', { file, rate: RATE })
-      procs.push(origin)
-      const mirror = await startCachemir(['--upstream', origin.url, '--cache-dir', join(dir, 'cache'), '--max-memory', '32MiB', '--max-disk', '2GiB'])
-      procs.push(mirror)
-      let nginx: Proc | undefined
-      if (nginxInfo().path !== undefined) {
-        nginx = await startNginx({ upstream: origin.url, dir: join(dir, 'nginx'), maxCacheBytes: 2 * 1024 * MiB })
-        procs.push(nginx)
-        notes.push(`nginx (${nginxInfo().version}): ${NGINX_SETTINGS}; its RSS is the sum over master, worker, cache manager and loader`)
-      } else {
-        notes.push(`nginx rows skipped: ${nginxInfo().note}`)
-      }
+      const { origin, mirror, nginx } = await startFillContestants(dir, file, RATE, 2048, procs, notes)
       notes.push(`client floor: hashing one ${SIZE_MIB} MiB body (file read included) took ${fmt(hashMs, 0)} ms here, so the clients' one process needs about ${fmt((hashMs * CLIENTS) / 1000, 1)} s of CPU for ${CLIENTS} bodies`)
       const A = empty()
       const C = empty()
