@@ -83,10 +83,17 @@ export class InternalError extends CachemirError {
 /** ` (ECONNREFUSED)` or ` (certificate has expired)`: what the cause says, for one-line messages. */
 function reasonOf(cause: unknown): string {
   if (cause === undefined || cause === null) return ''
-  const { code, message } = cause as { code?: unknown; message?: unknown }
-  const inner = (cause as { cause?: { code?: unknown; message?: unknown } }).cause
-  const text = typeof inner?.code === 'string' ? inner.code : typeof code === 'string' && !code.startsWith('UND_ERR') ? code : typeof message === 'string' ? message : ''
+  const code = errorCode(cause)
+  const inner = typeof cause === 'object' && 'cause' in cause ? errorCode(cause.cause) : undefined
+  const message = cause instanceof Error ? cause.message : ''
+  const text = inner ?? (code !== undefined && !code.startsWith('UND_ERR') ? code : message)
   return text === '' ? '' : ` (${text.replace(/\s+/g, ' ').slice(0, 120)})`
+}
+
+/** The string `code` of a caught error (`ENOENT`, `UND_ERR_SOCKET`), or undefined when it has none. */
+export function errorCode(err: unknown): string | undefined {
+  if (typeof err !== 'object' || err === null || !('code' in err)) return undefined
+  return typeof err.code === 'string' ? err.code : undefined
 }
 
 export function isCachemirError(err: unknown): err is CachemirError {

@@ -175,7 +175,7 @@ export async function startNginx(opts: NginxOptions): Promise<NginxProc> {
     await waitForPort(port, 15_000, child)
   } catch (e) {
     await stop()
-    throw new Error(`nginx: ${String(e)}\n${t()}\n${errorLogTail()}`)
+    throw new Error(`nginx: ${String(e)}\n${t()}\n${errorLogTail()}`, { cause: e })
   }
   childPids()
   return {

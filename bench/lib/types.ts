@@ -1,5 +1,4 @@
 // What a scenario returns to the runner.
-import type { Spread } from './util.js'
 
 export interface Options { quick: boolean; rounds: number }
 
@@ -19,7 +18,7 @@ export interface ScenarioResult {
   name: string
   rows: Row[]
   /** Raw per-round figures, for latest.json. */
-  data: Record<string, Spread | number | string | boolean | null | undefined | unknown>
+  data: Record<string, unknown>
   notes: string[]
 }
 

@@ -300,7 +300,7 @@ export const restartBigCache: Scenario = {
       }
     } finally {
       // A child still writing entries must be gone before its directory is removed.
-      await Promise.all([...children].map((c) => c.exitCode !== null || c.signalCode !== null ? undefined : new Promise<void>((resolve) => {
+      await Promise.all([...children].map((c) => c.exitCode !== null || c.signalCode !== null ? Promise.resolve() : new Promise<void>((resolve) => {
         c.once('exit', () => resolve())
         c.kill('SIGKILL')
       })))

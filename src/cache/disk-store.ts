@@ -15,7 +15,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import { mkdir, open, readdir, readFile, rename, stat, unlink, writeFile, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
-import { CacheCorruptError, ConfigError } from '../errors.js'
+import { CacheCorruptError, ConfigError, errorCode } from '../errors.js'
 import { bodyVersion, DiskIndex, type BodyVersion } from './disk-index.js'
 import { decodeMeta, encodeMeta, type EntryMeta } from './entry.js'
 
@@ -92,7 +92,7 @@ export class DiskStore {
       await writeFile(probe, 'ok')
       await unlink(probe)
     } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code ?? String(err)
+      const code = errorCode(err) ?? String(err)
       throw new ConfigError([`--cache-dir: cannot write to "${cacheDir}": ${code}`], { cause: err })
     }
     return store
@@ -117,7 +117,7 @@ export class DiskStore {
     try {
       text = await readFile(this.#metaPath(hash), 'utf8')
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+      if (errorCode(err) === 'ENOENT') {
         this.index.delete(hash)
         return undefined
       }
@@ -184,9 +184,9 @@ export class DiskStore {
     const id = randomBytes(6).toString('hex')
     await this.#ensureDir(hash)
     const path = join(this.#dir(hash), `${TEMP_PREFIX}${hash}.${id}.body`)
-    const fh = await open(path, 'wx+').catch(async (err: NodeJS.ErrnoException) => {
+    const fh = await open(path, 'wx+').catch(async (err: unknown) => {
       // The bucket was removed behind our back (an operator, a purge tool): make it again.
-      if (err.code !== 'ENOENT') throw err
+      if (errorCode(err) !== 'ENOENT') throw err
       this.#dirs.delete(this.#dir(hash))
       await this.#ensureDir(hash)
       return open(path, 'wx+')
@@ -243,7 +243,7 @@ export class DiskStore {
       const { names, generation } = JSON.parse(text) as { names?: unknown; generation?: unknown }
       if (!Number.isSafeInteger(generation)) return undefined
       if (names !== null && !(Array.isArray(names) && names.every((n) => typeof n === 'string'))) return undefined
-      return { names: names as string[] | null, generation: generation as number }
+      return { names: names, generation: generation as number }
     } catch {
       return undefined
     }
@@ -311,8 +311,8 @@ export class DiskStore {
     // The meta goes only if it still names the evicted version (not one committed since).
     const bodyFile = `${hash}.${version}.body`
     if ((await this.#metaOf(hash))?.bodyFile === bodyFile) await unlink(this.#metaPath(hash)).catch(() => {})
-    await unlink(this.bodyPath(hash, bodyFile)).catch((err: NodeJS.ErrnoException) => {
-      if (err.code !== 'ENOENT') this.#log.warn({ err, hash }, 'could not remove evicted body')
+    await unlink(this.bodyPath(hash, bodyFile)).catch((err: unknown) => {
+      if (errorCode(err) !== 'ENOENT') this.#log.warn({ err, hash }, 'could not remove evicted body')
     })
   }
 
@@ -328,7 +328,7 @@ export class DiskStore {
     try {
       buckets = await readdir(this.root)
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+      if (errorCode(err) !== 'ENOENT') throw err
     }
     // Requests are served meanwhile: after every 64 entries the scan lets the I/O callbacks that
     // requests wait for run. Without this a hit waits for a whole bucket at each of its file

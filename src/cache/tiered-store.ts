@@ -8,7 +8,7 @@ import type { Logger } from 'pino'
 import { bodyVersion } from './disk-index.js'
 import { DiskStore, type ScanResult, type TempBody, type VaryMarker } from './disk-store.js'
 import { hashKey, type CachedEntry, type EntryMeta } from './entry.js'
-import { CacheCorruptError } from '../errors.js'
+import { CacheCorruptError, errorCode } from '../errors.js'
 import { MemoryStore } from './memory-store.js'
 
 const NO_VARY: VaryMarker = { names: null, generation: 0 }
@@ -347,7 +347,7 @@ export class TieredStore {
    * current version); any other error (EMFILE, EIO) is a miss for this request, nothing deleted.
    */
   async #drop(entry: CachedEntry, err: unknown): Promise<void> {
-    const missing = (err as NodeJS.ErrnoException).code === 'ENOENT'
+    const missing = errorCode(err) === 'ENOENT'
     if (!missing && !(err instanceof CacheCorruptError)) {
       this.#log.warn({ err, key: entry.meta.key }, 'cache read failed; treating as a miss')
       return

@@ -6,7 +6,7 @@ import type { Readable } from 'node:stream'
 import { rootCertificates } from 'node:tls'
 import { EnvHttpProxyAgent, Pool, type Dispatcher } from 'undici'
 import type { Route, Timeouts } from '../config.js'
-import { UpstreamError, UpstreamTimeoutError, type CachemirError } from '../errors.js'
+import { errorCode, UpstreamError, UpstreamTimeoutError, type CachemirError } from '../errors.js'
 import { rawFromBuffers } from '../http/headers.js'
 import { HealthTracker } from './health.js'
 
@@ -142,7 +142,7 @@ export class UpstreamClient {
     const res = await this.#dispatcher(url, route.timeouts).request({
       origin: url.origin,
       path: url.pathname + url.search,
-      method: method as Dispatcher.HttpMethod,
+      method: method,
       headers: { ...headers, host: url.host },
       body,
       responseHeaders: 'raw',
@@ -170,7 +170,7 @@ export class UpstreamClient {
 
 /** Maps undici's failure codes onto ours: timeouts are 504, everything else 502. */
 export function toUpstreamError(method: string, url: URL, err: unknown): CachemirError {
-  const code = (err as { code?: string }).code ?? ''
+  const code = errorCode(err) ?? ''
   if (code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') {
     return new UpstreamTimeoutError(method, url.href, { cause: err })
   }

@@ -18,7 +18,7 @@ import { unlink, type FileHandle } from 'node:fs/promises'
 import type { Readable } from 'node:stream'
 import type { Logger } from 'pino'
 import type { CacheRule, Route } from '../config.js'
-import { UpstreamBodyError, type CachemirError } from '../errors.js'
+import { InternalError, isCachemirError, UpstreamBodyError, type CachemirError } from '../errors.js'
 import type { CachedEntry, EntryMeta } from '../cache/entry.js'
 import type { TempBody } from '../cache/disk-store.js'
 import type { TieredStore } from '../cache/tiered-store.js'
@@ -234,7 +234,7 @@ export class Fill {
     } catch (err) {
       this.upstreamMs = Date.now() - t0
       discardTemp(early)
-      return this.#finishEarly({ kind: 'failed', error: err as CachemirError })
+      return this.#finishEarly({ kind: 'failed', error: isCachemirError(err) ? err : new InternalError(`fill failed: GET ${this.key}`, { cause: err }) })
     }
     this.upstreamMs = Date.now() - t0
     this.status = response.status

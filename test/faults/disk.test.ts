@@ -51,8 +51,8 @@ async function mountTmpfs(t: TestContext, size: string, before: () => Promise<vo
     await run('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', dir])
   } catch (err) {
     await rm(parent, { recursive: true, force: true })
-    const e = err as { stderr?: string; message?: string }
-    return { reason: (e.stderr ?? e.message ?? String(err)).trim() }
+    const stderr = typeof err === 'object' && err !== null && 'stderr' in err && typeof err.stderr === 'string' ? err.stderr : undefined
+    return { reason: (stderr ?? (err instanceof Error ? err.message : String(err))).trim() }
   }
   t.after(async () => {
     await before()

@@ -4,6 +4,7 @@
 import type { Dirent } from 'node:fs'
 import { readdir, stat } from 'node:fs/promises'
 import { basename, join } from 'node:path'
+import { errorCode } from '../../src/errors.js'
 
 export interface CacheFile {
   /** Base name, e.g. `<hash>.meta`, `<hash>.<id>.<bytes>.body` or `.tmp-…`. */
@@ -18,7 +19,8 @@ export async function filesUnder(dir: string): Promise<string[]> {
   try {
     entries = await readdir(dir, { withFileTypes: true })
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') return []
+    const code = errorCode(err)
+    if (code === 'ENOENT' || code === 'ENOTDIR') return []
     throw err
   }
   const files: string[] = []

@@ -2,9 +2,9 @@
 // A fake clock to pass to the mirror (startProxy's `now`), so freshness tests need no waiting.
 
 export interface Clock {
-  now(): number
+  readonly now: () => number
   /** Moves the clock to `offsetMs` after its start. */
-  set(offsetMs: number): void
+  readonly set: (offsetMs: number) => void
 }
 
 /** Starts on a whole second, so HTTP Date headers (whole seconds) carry it exactly. */

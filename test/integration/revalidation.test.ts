@@ -209,7 +209,7 @@ const FORCING_HEADERS: readonly OutgoingHttpHeaders[] = [{ 'cache-control': 'no-
 
 for (const headers of FORCING_HEADERS) {
   const [name, value] = Object.entries(headers)[0] ?? []
-  test(`a client "${name}: ${value}" revalidates a fresh entry`, async (t) => {
+  test(`a client "${name}: ${String(value)}" revalidates a fresh entry`, async (t) => {
     const { origin, statuses } = await startFiles(t, { '/c': { body: BODY, etag: ETAG, headers: { 'cache-control': 'max-age=3600' } } })
     const proxy = await startProxy(t, { upstream: origin.url })
 
