@@ -36,7 +36,9 @@ export default tseslint.config(
   {
     files: ['src/**/*.ts'],
     ignores: ['src/cli.ts'],
-    rules: { 'no-restricted-properties': ['error', { object: 'process', property: 'exit', message: 'Only src/cli.ts exits the process.' }] },
+    rules: {
+      'no-restricted-properties': ['error', { object: 'process', property: 'exit', message: 'Only src/cli.ts exits the process.' }],
+    },
   },
   { files: ['eslint.config.js'], extends: [tseslint.configs.disableTypeChecked] },
 )

@@ -33,7 +33,10 @@ if (values.help === true) {
   console.log(`node dist/bench/run.js [--only ${SCENARIOS.map((s) => s.name).join(',')}] [--quick] [--rounds N]`)
   process.exit(0)
 }
-const only = values.only?.split(',').map((s) => s.trim()).filter(Boolean)
+const only = values.only
+  ?.split(',')
+  .map((s) => s.trim())
+  .filter(Boolean)
 const unknown = only?.filter((n) => !SCENARIOS.some((s) => s.name === n)) ?? []
 if (unknown.length > 0) {
   console.error(`unknown scenario(s): ${unknown.join(', ')}; known: ${SCENARIOS.map((s) => s.name).join(', ')}`)
@@ -48,17 +51,22 @@ const quick = values.quick === true
 const selected = SCENARIOS.filter((s) => only === undefined || only.includes(s.name))
 
 // Whole-run watchdog: every run is bounded.
-const watchdog = setTimeout(() => {
-  console.error('bench: watchdog fired (run too long); exiting')
-  process.exit(1)
-}, (quick ? 300 : 600) * 1000)
+const watchdog = setTimeout(
+  () => {
+    console.error('bench: watchdog fired (run too long); exiting')
+    process.exit(1)
+  },
+  (quick ? 300 : 600) * 1000,
+)
 watchdog.unref()
 
 const gen = loadGenerator()
 // Decided (and, when allowed, installed) before any timing starts.
 const nginx = nginxInfo()
 const started = Date.now()
-console.error(`cachemir bench: ${selected.map((s) => s.name).join(', ')}; ${rounds} rounds${quick ? ', quick' : ''}; load generator: ${gen.name} (${gen.note || 'on PATH'}); nginx: ${nginx.version || 'none'} (${nginx.note})`)
+console.error(
+  `cachemir bench: ${selected.map((s) => s.name).join(', ')}; ${rounds} rounds${quick ? ', quick' : ''}; load generator: ${gen.name} (${gen.note || 'on PATH'}); nginx: ${nginx.version || 'none'} (${nginx.note})`,
+)
 const results: ScenarioResult[] = []
 const failures: { name: string; error: string }[] = []
 for (const s of selected) {
@@ -80,7 +88,9 @@ const esc = (s: string): string => s.replace(/\|/g, '\\|')
 const table = [
   '| Scenario | Reference | Metric | cachemir | Reference figure | Ratio | Target | Met |',
   '|---|---|---|---|---|---|---|---|',
-  ...rows.map((r) => `| ${[r.scenario, r.reference, r.metric, r.cachemir, r.referenceFigure, r.ratio, r.target, r.met].map(esc).join(' | ')} |`),
+  ...rows.map(
+    (r) => `| ${[r.scenario, r.reference, r.metric, r.cachemir, r.referenceFigure, r.ratio, r.target, r.met].map(esc).join(' | ')} |`,
+  ),
   ...failures.map((f) => `| ${f.name} | – | – | – | – | – | – | failed to run |`),
 ].join('\n')
 
@@ -104,7 +114,9 @@ mkdirSync(dir, { recursive: true })
 writeFileSync(join(dir, 'latest.json.tmp'), `${JSON.stringify(summary, null, 2)}\n`)
 renameSync(join(dir, 'latest.json.tmp'), join(dir, 'latest.json'))
 
-console.log(`Load generator: ${gen.name === 'wrk' ? 'wrk' : 'built-in undici closed-loop generator (separate child process)'}${gen.note ? ` — ${gen.note}` : ''}. nginx: ${nginx.path !== undefined ? `${nginx.version} (${nginx.note})` : `${nginx.note}: nginx rows skipped`}. Figures: median over ${rounds} rounds (min–max); ratio = cachemir ÷ reference. Node ${process.version}, ${cpus().length} CPUs.\n`)
+console.log(
+  `Load generator: ${gen.name === 'wrk' ? 'wrk' : 'built-in undici closed-loop generator (separate child process)'}${gen.note ? ` — ${gen.note}` : ''}. nginx: ${nginx.path !== undefined ? `${nginx.version} (${nginx.note})` : `${nginx.note}: nginx rows skipped`}. Figures: median over ${rounds} rounds (min–max); ratio = cachemir ÷ reference. Node ${process.version}, ${cpus().length} CPUs.\n`,
+)
 console.log(table)
 console.error(`bench: ${summary.seconds.toFixed(1)} s; wrote bench/results/latest.json`)
 process.exitCode = failures.length > 0 ? 1 : 0

@@ -35,7 +35,14 @@ const FLAKY = { status500: 0.08, status503: 0.04, abort: 0.07, stall: 0.03, slow
 /** Share of client requests on the flaky-only route `/d/` (the rest use `/m/` = [flaky, good]). */
 const DIRECT_SHARE = 0.15
 /** Client actions and their weights; a burst is 2–6 concurrent requests for one key. */
-const ACTIONS = [['get', 0.5], ['range', 0.12], ['head', 0.08], ['conditional', 0.12], ['burst', 0.13], ['cancel', 0.05]] as const
+const ACTIONS = [
+  ['get', 0.5],
+  ['range', 0.12],
+  ['head', 0.08],
+  ['conditional', 0.12],
+  ['burst', 0.13],
+  ['cancel', 0.05],
+] as const
 /** Share of client requests that read slowly (a pause after every chunk). */
 const SLOW_READER_SHARE = 0.05
 const SLOW_READ_PAUSE_MS = 5
@@ -93,7 +100,8 @@ function readOptions(argv: string[]): Options {
   }
   const int = (name: string, text: string, min: number, max: number): number => {
     const n = Number(text)
-    if (!Number.isInteger(n) || n < min || n > max) throw new Error(`--${name}: expected a whole number from ${min} to ${max}, got ${JSON.stringify(text)}`)
+    if (!Number.isInteger(n) || n < min || n > max)
+      throw new Error(`--${name}: expected a whole number from ${min} to ${max}, got ${JSON.stringify(text)}`)
     return n
   }
   const size = (name: string, text: string): string => {
@@ -308,7 +316,8 @@ function planFlaky(rand: Rand, isGet: boolean, size: number, stalls: boolean): F
   if (next(FLAKY.status503)) return { kind: '503', status: 503, send: {}, cuts: false }
   if (isGet && next(FLAKY.abort)) return { kind: 'abort', send: { abortAfterBytes: Math.floor(size * rand()) }, cuts: true }
   if (isGet && stalls && next(FLAKY.stall)) return { kind: 'stall', send: { stallAfterBytes: Math.floor(size * rand()) }, cuts: true }
-  if (next(FLAKY.slowFirstByte)) return { kind: 'slow-first-byte', send: { firstByteDelayMs: 100 + Math.floor(rand() * 1400) }, cuts: false }
+  if (next(FLAKY.slowFirstByte))
+    return { kind: 'slow-first-byte', send: { firstByteDelayMs: 100 + Math.floor(rand() * 1400) }, cuts: false }
   if (next(FLAKY.throttled)) return { kind: 'throttled', send: { bytesPerSecond: (2 + Math.floor(rand() * 14)) * MiB }, cuts: false }
   return { kind: 'ok', send: {}, cuts: false }
 }
@@ -365,7 +374,10 @@ async function startFlaky(objects: readonly SoakObject[], incidents: Incidents, 
       flaky.plans[plan.kind] = (flaky.plans[plan.kind] ?? 0) + 1
       if (plan.status !== undefined) {
         incidents.addStatus(path, Date.now())
-        return await sendBody(req, res, Buffer.from(`flaky ${plan.status}\n`), { status: plan.status, headers: { 'content-type': 'text/plain' } })
+        return await sendBody(req, res, Buffer.from(`flaky ${plan.status}\n`), {
+          status: plan.status,
+          headers: { 'content-type': 'text/plain' },
+        })
       }
       await serveObject(req, res, obj, plan.send)
       if (!res.writableFinished) {
@@ -757,16 +769,18 @@ async function runProbe(p: Probe, ctx: ClientContext): Promise<void> {
   stats.requests++
   inc(stats.byAction, p.action)
   const t0 = Date.now()
-  const sample = (extra: object = {}) => (): object => ({
-    path,
-    action: p.action,
-    method: p.method,
-    headers: p.headers,
-    atMs: t0 - ctx.startedAt,
-    tookMs: Date.now() - t0,
-    nearestCutMs: incidents.nearestCut(path, t0),
-    ...extra,
-  })
+  const sample =
+    (extra: object = {}) =>
+    (): object => ({
+      path,
+      action: p.action,
+      method: p.method,
+      headers: p.headers,
+      atMs: t0 - ctx.startedAt,
+      tookMs: Date.now() - t0,
+      nearestCutMs: incidents.nearestCut(path, t0),
+      ...extra,
+    })
   let res: Awaited<ReturnType<typeof request>>
   try {
     res = await request(`${ctx.base}${path}`, {
@@ -821,7 +835,8 @@ async function runProbe(p: Probe, ctx: ClientContext): Promise<void> {
     if (ctx.end.aborted) stats.cancelledAtEnd++
     else if (isTimeout(errorCode(bodyError))) addError(stats, 'timeout', false, sample({ status, received, cacheStatus }))
     // A body cut short: acceptable only if the origin cut this object's body meanwhile.
-    else addError(stats, 'aborted', incidents.explainsCut(path, t0, t1), sample({ status, received, cacheStatus, error: String(bodyError) }))
+    else
+      addError(stats, 'aborted', incidents.explainsCut(path, t0, t1), sample({ status, received, cacheStatus, error: String(bodyError) }))
     return
   }
   if (cancelled) {
@@ -832,7 +847,18 @@ async function runProbe(p: Probe, ctx: ClientContext): Promise<void> {
   const lose = (why: string, extra: object = {}): void => {
     stats.lost++
     if (stats.lostSamples.length < 20) {
-      stats.lostSamples.push({ why, path, status, action: p.action, headers: p.headers, received, size, cacheStatus, atMs: t1 - ctx.startedAt, ...extra })
+      stats.lostSamples.push({
+        why,
+        path,
+        status,
+        action: p.action,
+        headers: p.headers,
+        received,
+        size,
+        cacheStatus,
+        atMs: t1 - ctx.startedAt,
+        ...extra,
+      })
     }
   }
   if (status === 200 && p.method === 'HEAD') {
@@ -848,7 +874,8 @@ async function runProbe(p: Probe, ctx: ClientContext): Promise<void> {
     const [start, end, total] = [Number(range[1]), Number(range[2]), Number(range[3])]
     const digest = hash.digest('hex')
     const want = sha256(p.obj.body.subarray(p.slice.start, p.slice.end + 1))
-    if (start === p.slice.start && end === p.slice.end && total === size && received === end - start + 1 && digest === want) verified(stats, received, t1 - t0)
+    if (start === p.slice.start && end === p.slice.end && total === size && received === end - start + 1 && digest === want)
+      verified(stats, received, t1 - t0)
     else lose('206 slice differs from the origin', { contentRange: range[0], want: p.slice })
   } else if (status === 304) {
     const etag = headerText(res.headers['etag'])
@@ -860,7 +887,9 @@ async function runProbe(p: Probe, ctx: ClientContext): Promise<void> {
     // Only the flaky-only route may fail: on /m/ the good upstream is always there.
     const explained =
       p.route === 'd' &&
-      (status === 502 || status === 504 ? incidents.explainsRefusal(t0, t1) || incidents.explainsCut(path, t0, t1) : incidents.explainsStatus(path, t0, t1))
+      (status === 502 || status === 504
+        ? incidents.explainsRefusal(t0, t1) || incidents.explainsCut(path, t0, t1)
+        : incidents.explainsStatus(path, t0, t1))
     addError(stats, `http-${status}`, explained, sample({ cacheStatus }))
   } else {
     addError(stats, `http-${status}`, false, sample({ cacheStatus }))
@@ -942,7 +971,18 @@ async function setUp(opts: Options): Promise<Setup> {
   ]
   await writeFile(configFile, JSON.stringify({ routes }))
   const idleFlag = hasIdleTimeoutFlag()
-  const mirrorArgs = ['--config', configFile, '--cache-dir', cacheDir, '--max-disk', opts.maxDisk, '--max-memory', opts.maxMemory, '--log-level', 'info']
+  const mirrorArgs = [
+    '--config',
+    configFile,
+    '--cache-dir',
+    cacheDir,
+    '--max-disk',
+    opts.maxDisk,
+    '--max-memory',
+    opts.maxMemory,
+    '--log-level',
+    'info',
+  ]
   if (idleFlag) mirrorArgs.push('--idle-timeout', `${STALL_IDLE_MS}ms`)
   const mirror = await spawnMirror(mirrorArgs, opts.mirrorLog)
   const base = `http://127.0.0.1:${mirror.port}`
@@ -952,7 +992,8 @@ async function setUp(opts: Options): Promise<Setup> {
   // Stalls only when the mirror really cuts a silent upstream body quickly.
   let stallNote: string
   if (!idleFlag) {
-    stallNote = 'skipped: the mirror has no --idle-timeout flag, so its upstream body idle timeout is the built-in 60 s; a stalled fill would hold its clients longer than the run can wait'
+    stallNote =
+      'skipped: the mirror has no --idle-timeout flag, so its upstream body idle timeout is the built-in 60 s; a stalled fill would hold its clients longer than the run can wait'
   } else if (opts.seconds * 1000 < STALL_IDLE_MS * 5) {
     stallNote = `skipped: --seconds ${opts.seconds} is too short for ${STALL_IDLE_MS} ms idle cuts`
   } else {
@@ -963,7 +1004,22 @@ async function setUp(opts: Options): Promise<Setup> {
       : `skipped: the mirror was started with --idle-timeout ${STALL_IDLE_MS}ms but did not cut a stalled upstream body within ${STALL_IDLE_MS + 2000} ms (its built-in 60 s seems still in force)`
   }
   say(`stalls ${stallNote}`)
-  return { objects, order, rand, incidents, good, flaky, mirror, mirrorArgs: mirrorArgs.map((a) => a.replace(dir, '$TMP')), base, agent, dir, cacheDir, stallNote, stalls }
+  return {
+    objects,
+    order,
+    rand,
+    incidents,
+    good,
+    flaky,
+    mirror,
+    mirrorArgs: mirrorArgs.map((a) => a.replace(dir, '$TMP')),
+    base,
+    agent,
+    dir,
+    cacheDir,
+    stallNote,
+    stalls,
+  }
 }
 
 interface Memory {
@@ -1024,7 +1080,9 @@ async function runLoad(opts: Options, setup: Setup): Promise<Load> {
   const drainTimer = setTimeout(() => end.abort(), opts.seconds * 1000 + DRAIN_MS)
   const progress = setInterval(() => {
     const errors = Object.values(stats.errors).reduce((n, e) => n + e.count, 0)
-    say(`${Math.round((Date.now() - soakStart) / 1000)} s: ${stats.requests} requests, ${errors} errors, ${stats.lost} lost, mirror RSS ${formatBytes(memory.end)}`)
+    say(
+      `${Math.round((Date.now() - soakStart) / 1000)} s: ${stats.requests} requests, ${errors} errors, ${stats.lost} lost, mirror RSS ${formatBytes(memory.end)}`,
+    )
   }, 10_000)
   const ctx: ClientContext = { ...setup, deadline: soakStart + opts.seconds * 1000, end: end.signal, stats, startedAt: soakStart }
   await Promise.all(Array.from({ length: opts.clients }, () => runClient(ctx)))
@@ -1092,7 +1150,8 @@ function summarize(opts: Options, setup: Setup, load: Load, down: Teardown, star
     if (e.count > e.explained) warnings.push(`${e.count - e.explained} ${kind} error(s) not explained by anything the origin did`)
   }
   const maxDiskBytes = parseSize(opts.maxDisk) ?? Infinity
-  if (down.disk.bodyBytes > maxDiskBytes) warnings.push(`cache bodies on disk (${formatBytes(down.disk.bodyBytes)}) exceed --max-disk ${opts.maxDisk}`)
+  if (down.disk.bodyBytes > maxDiskBytes)
+    warnings.push(`cache bodies on disk (${formatBytes(down.disk.bodyBytes)}) exceed --max-disk ${opts.maxDisk}`)
   if (stats.verifiedResponses === 0) warnings.push('no response was verified')
   const exitCode = failures.length > 0 ? 1 : 0
   const sizes = objects.map((o) => o.body.length)
@@ -1117,7 +1176,10 @@ function summarize(opts: Options, setup: Setup, load: Load, down: Teardown, star
       flakyPlans: flaky.plans,
       cutsByOrigin: incidents.cuts,
       statusesByOrigin: incidents.statuses,
-      refusedWindows: { count: incidents.refusals.length, totalMs: incidents.refusals.reduce((n, w) => n + (Number.isFinite(w.to) ? w.to - w.from : 0), 0) },
+      refusedWindows: {
+        count: incidents.refusals.length,
+        totalMs: incidents.refusals.reduce((n, w) => n + (Number.isFinite(w.to) ? w.to - w.from : 0), 0),
+      },
     },
     clients: {
       requests: stats.requests,
@@ -1235,7 +1297,9 @@ function formatSummary(s: Summary): string {
 async function main(opts: Options): Promise<number> {
   const startedAt = Date.now()
   const setup = await setUp(opts)
-  say(`${setup.objects.length} objects, ${formatBytes(setup.objects.reduce((n, o) => n + o.body.length, 0))}; load for ${opts.seconds} s with ${opts.clients} clients`)
+  say(
+    `${setup.objects.length} objects, ${formatBytes(setup.objects.reduce((n, o) => n + o.body.length, 0))}; load for ${opts.seconds} s with ${opts.clients} clients`,
+  )
   // A hard bound on the whole run, whatever hangs.
   const watchdogMs = (opts.seconds + 90) * 1000 + DRAIN_MS
   const watchdog = setTimeout(() => {

@@ -61,7 +61,10 @@ async function serve(args: ConfigInput): Promise<void> {
     mirror = await startMirror(config, log, peers === undefined ? {} : { peers })
   } catch (err) {
     log.flush()
-    fail(err instanceof Error ? err.message : String(err), isCachemirError(err) && err.code === 'CACHEMIR_CONFIG_INVALID' ? EXIT_CONFIG : EXIT_RUNTIME)
+    fail(
+      err instanceof Error ? err.message : String(err),
+      isCachemirError(err) && err.code === 'CACHEMIR_CONFIG_INVALID' ? EXIT_CONFIG : EXIT_RUNTIME,
+    )
   }
   if (stopping !== undefined) {
     const signal = stopping
@@ -84,20 +87,39 @@ await yargs(hideBin(process.argv))
     'Start the caching mirror',
     (y) =>
       y
-        .option('upstream', { type: 'string', array: true, describe: `Upstream base URL; repeat for equivalent mirrors, tried in order ${envNote('upstream')}` })
+        .option('upstream', {
+          type: 'string',
+          array: true,
+          describe: `Upstream base URL; repeat for equivalent mirrors, tried in order ${envNote('upstream')}`,
+        })
         .option('listen', { type: 'string', describe: `HOST:PORT to listen on (default 127.0.0.1:8080) ${envNote('listen')}` })
-        .option('cache-dir', { type: 'string', describe: `Cache directory (default $XDG_CACHE_HOME/cachemir or ~/.cache/cachemir) ${envNote('cacheDir')}` })
+        .option('cache-dir', {
+          type: 'string',
+          describe: `Cache directory (default $XDG_CACHE_HOME/cachemir or ~/.cache/cachemir) ${envNote('cacheDir')}`,
+        })
         .option('max-disk', { type: 'string', describe: `Disk budget for cached bodies, e.g. 10GiB (default 10GiB) ${envNote('maxDisk')}` })
         .option('max-memory', { type: 'string', describe: `Memory budget, e.g. 256MiB (default 256MiB) ${envNote('maxMemory')}` })
         .option('config', { type: 'string', describe: `JSON config file with routes and rules ${envNote('config')}` })
-        .option('log-level', { type: 'string', describe: `fatal, error, warn, info, debug, trace or silent (default info) ${envNote('logLevel')}` })
+        .option('log-level', {
+          type: 'string',
+          describe: `fatal, error, warn, info, debug, trace or silent (default info) ${envNote('logLevel')}`,
+        })
         .option('offline', { type: 'boolean', describe: `Serve only from cache; never contact an upstream ${envNote('offline')}` })
-        .option('shutdown-grace', { type: 'string', describe: `After SIGTERM, how long in-flight responses may finish (default 10s) ${envNote('shutdownGrace')}` })
+        .option('shutdown-grace', {
+          type: 'string',
+          describe: `After SIGTERM, how long in-flight responses may finish (default 10s) ${envNote('shutdownGrace')}`,
+        })
         .option('ca-file', { type: 'string', describe: `PEM file of extra CAs trusted for https upstreams ${envNote('caFile')}` })
         .option('connect-timeout', { type: 'string', describe: `Upstream connect timeout (default 10s) ${envNote('connectTimeout')}` })
-        .option('headers-timeout', { type: 'string', describe: `Upstream response headers timeout (default 30s) ${envNote('headersTimeout')}` })
+        .option('headers-timeout', {
+          type: 'string',
+          describe: `Upstream response headers timeout (default 30s) ${envNote('headersTimeout')}`,
+        })
         .option('idle-timeout', { type: 'string', describe: `Longest upstream body silence (default 60s) ${envNote('idleTimeout')}` })
-        .option('workers', { type: 'string', describe: `Server processes sharing the port and the cache, 1-64 or auto (default 1) ${envNote('workers')}` }),
+        .option('workers', {
+          type: 'string',
+          describe: `Server processes sharing the port and the cache, 1-64 or auto (default 1) ${envNote('workers')}`,
+        }),
     (argv) =>
       serve({
         upstream: argv.upstream,

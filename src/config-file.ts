@@ -5,10 +5,41 @@ import fs from 'node:fs'
 import path from 'node:path'
 import type { CacheMode, CacheRule, LogLevel, Route, TimeoutOverrides } from './config.js'
 import { parseDuration } from './util/units.js'
-import { checkBoolean, checkDuration, checkReadableFile, checkTimeouts, checkWorkers, checkDir, checkKeys, checkListen, checkLogLevel, checkPrefix, checkSize, checkUpstreamArray, isObject, show, type Given, type Listen } from './config-values.js'
+import {
+  checkBoolean,
+  checkDuration,
+  checkReadableFile,
+  checkTimeouts,
+  checkWorkers,
+  checkDir,
+  checkKeys,
+  checkListen,
+  checkLogLevel,
+  checkPrefix,
+  checkSize,
+  checkUpstreamArray,
+  isObject,
+  show,
+  type Given,
+  type Listen,
+} from './config-values.js'
 
 const CACHE_MODES = ['default', 'immutable', 'revalidate', 'no-store'] as const satisfies readonly CacheMode[]
-const TOP_KEYS = ['$schema', 'listen', 'cacheDir', 'maxDisk', 'maxMemory', 'logLevel', 'upstreams', 'routes', 'offline', 'shutdownGrace', 'caFile', 'timeouts', 'workers']
+const TOP_KEYS = [
+  '$schema',
+  'listen',
+  'cacheDir',
+  'maxDisk',
+  'maxMemory',
+  'logLevel',
+  'upstreams',
+  'routes',
+  'offline',
+  'shutdownGrace',
+  'caFile',
+  'timeouts',
+  'workers',
+]
 const ROUTE_KEYS = ['prefix', 'upstreams', 'rules', 'timeouts', 'followRedirects']
 const RULE_KEYS = ['match', 'cache', 'ttl', 'storeSetCookie']
 const RULE_EXAMPLE = String.raw`{"match": "\\.deb$", "cache": "immutable"}`
@@ -125,9 +156,14 @@ export function checkRoute(given: Given, prefixes: Map<string, string>, problems
     problems.push(`${field}.rules: expected an array like [${RULE_EXAMPLE}], got ${show(rawRules)}`)
     rulesOk = false
   }
-  const timeoutOverrides = value['timeouts'] === undefined ? {} : checkTimeouts({ field: `${field}.timeouts`, value: value['timeouts'] }, problems)
-  const followRedirects = value['followRedirects'] === undefined ? false : checkBoolean({ field: `${field}.followRedirects`, value: value['followRedirects'] }, problems)
-  if (prefix === undefined || upstreams === undefined || !rulesOk || timeoutOverrides === undefined || followRedirects === undefined) return undefined
+  const timeoutOverrides =
+    value['timeouts'] === undefined ? {} : checkTimeouts({ field: `${field}.timeouts`, value: value['timeouts'] }, problems)
+  const followRedirects =
+    value['followRedirects'] === undefined
+      ? false
+      : checkBoolean({ field: `${field}.followRedirects`, value: value['followRedirects'] }, problems)
+  if (prefix === undefined || upstreams === undefined || !rulesOk || timeoutOverrides === undefined || followRedirects === undefined)
+    return undefined
   return { prefix, upstreams, rules: Object.freeze(rules), timeoutOverrides, followRedirects }
 }
 
@@ -154,10 +190,7 @@ export function checkRule(given: Given, problems: string[]): CacheRule | undefin
   if (mode === undefined) problems.push(`${field}.cache: expected one of ${CACHE_MODES.join(', ')}, got ${show(cache)}`)
   let ttlMs: number | undefined
   if (ttl !== undefined) {
-    ttlMs =
-      typeof ttl === 'string' ? parseDuration(ttl)
-      : typeof ttl === 'number' && ttl >= 0 ? Math.round(ttl * 1000)
-      : undefined
+    ttlMs = typeof ttl === 'string' ? parseDuration(ttl) : typeof ttl === 'number' && ttl >= 0 ? Math.round(ttl * 1000) : undefined
     if (ttlMs === undefined || !Number.isSafeInteger(ttlMs)) {
       problems.push(`${field}.ttl: expected a duration like "10m" or a number of seconds, got ${show(ttl)}`)
       ttlMs = undefined

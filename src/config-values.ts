@@ -121,9 +121,11 @@ export function checkDir({ field, value }: Given, base: string, problems: string
 /** A size string from anywhere, or a plain number of bytes from the config file. */
 export function checkSize({ field, value }: Given, example: string, problems: string[]): number | undefined {
   const bytes =
-    typeof value === 'string' ? parseSize(value)
-    : typeof value === 'number' && Number.isSafeInteger(value) && value >= 0 ? value
-    : undefined
+    typeof value === 'string'
+      ? parseSize(value)
+      : typeof value === 'number' && Number.isSafeInteger(value) && value >= 0
+        ? value
+        : undefined
   if (bytes === undefined) problems.push(`${field}: expected a size like "${example}", got ${show(value)}`)
   return bytes
 }
@@ -162,9 +164,11 @@ export function show(value: unknown): string {
 /** A duration: a string like "30s" or a number of seconds. */
 export function checkDuration({ field, value }: Given, example: string, problems: string[]): number | undefined {
   const ms =
-    typeof value === 'string' ? parseDuration(value)
-    : typeof value === 'number' && Number.isFinite(value) && value >= 0 ? Math.round(value * 1000)
-    : undefined
+    typeof value === 'string'
+      ? parseDuration(value)
+      : typeof value === 'number' && Number.isFinite(value) && value >= 0
+        ? Math.round(value * 1000)
+        : undefined
   if (ms === undefined || !Number.isSafeInteger(ms)) {
     problems.push(`${field}: expected a duration like "${example}" or a number of seconds, got ${show(value)}`)
     return undefined

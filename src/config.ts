@@ -5,7 +5,19 @@ import os from 'node:os'
 import path from 'node:path'
 import { ConfigError } from './errors.js'
 import { readConfigFile, type FileSettings, type RouteSpec } from './config-file.js'
-import { checkBoolean, checkDir, checkDuration, checkListen, checkLogLevel, checkReadableFile, checkSize, checkUpstreams, checkWorkers, DEFAULT_HOST, type Given } from './config-values.js'
+import {
+  checkBoolean,
+  checkDir,
+  checkDuration,
+  checkListen,
+  checkLogLevel,
+  checkReadableFile,
+  checkSize,
+  checkUpstreams,
+  checkWorkers,
+  DEFAULT_HOST,
+  type Given,
+} from './config-values.js'
 
 /** How a per-route rule overrides the upstream's caching headers for matching paths. */
 export type CacheMode =
@@ -79,7 +91,6 @@ export interface Config {
   /** Server processes sharing the port and the disk cache (1: no cluster). */
   readonly workers: number
 }
-
 
 /**
  * Where the cache lives when nothing else says: `$XDG_CACHE_HOME/cachemir`, or `~/.cache/cachemir`.
@@ -176,12 +187,8 @@ const FLAGS = {
   workers: '--workers',
 } as const satisfies Record<keyof ConfigInput, string>
 
-
 /** The settings that take a single string (everything but the repeatable --upstream). */
 type SingleKey = Exclude<keyof ConfigInput, 'upstream'>
-
-
-
 
 /**
  * Merges flags, environment, config file and DEFAULTS, in that order of precedence per setting,
@@ -287,17 +294,3 @@ function buildRoutes(
   }
   return routes
 }
-
-
-
-
-
-
-
-
-
-
-
-
-
-

@@ -70,30 +70,37 @@ export async function startMirror(config: Config, log: Logger, options: MirrorOp
 
   // Slow-loris clients get clientHeadersMs for their request head; a client that stops reading
   // (or sending) for clientIdleMs is disconnected, which releases its file and fill.
-  const onRequest = (fromPeer: boolean) => (req: IncomingMessage, res: ServerResponse): void => {
-    const t0 = Date.now()
-    const x = new RequestContext(req, res, log, ++nextId, fromPeer)
-    const socket = req.socket
-    const written0 = socket.bytesWritten
-    inFlight++
-    // 'close' comes once per response; `on` spares the once-wrapper per request.
-    res.on('close', () => {
-      logCompleted(log, x, t0, socket.bytesWritten - written0)
-      if (--inFlight === 0) idle?.()
-    })
-    try {
-      dispatch(x)?.catch((err: unknown) => failed(x, err))
-    } catch (err) {
-      failed(x, err)
+  const onRequest =
+    (fromPeer: boolean) =>
+    (req: IncomingMessage, res: ServerResponse): void => {
+      const t0 = Date.now()
+      const x = new RequestContext(req, res, log, ++nextId, fromPeer)
+      const socket = req.socket
+      const written0 = socket.bytesWritten
+      inFlight++
+      // 'close' comes once per response; `on` spares the once-wrapper per request.
+      res.on('close', () => {
+        logCompleted(log, x, t0, socket.bytesWritten - written0)
+        if (--inFlight === 0) idle?.()
+      })
+      try {
+        dispatch(x)?.catch((err: unknown) => failed(x, err))
+      } catch (err) {
+        failed(x, err)
+      }
     }
-  }
   // A thrown error in one request becomes a 500 for that request and a log line, never a crash.
   const failed = (x: Exchange, err: unknown): void => {
     x.log.error({ err, url: x.req.url }, 'request failed')
     sendError(x.res, 500, 'internal error')
   }
   const server = createServer(
-    { headersTimeout: options.clientHeadersMs ?? 30_000, connectionsCheckingInterval: Math.min(1_000, options.clientHeadersMs ?? 30_000), requestTimeout: 0, keepAliveTimeout: 5_000 },
+    {
+      headersTimeout: options.clientHeadersMs ?? 30_000,
+      connectionsCheckingInterval: Math.min(1_000, options.clientHeadersMs ?? 30_000),
+      requestTimeout: 0,
+      keepAliveTimeout: 5_000,
+    },
     onRequest(false),
   )
 
@@ -137,7 +144,10 @@ export async function startMirror(config: Config, log: Logger, options: MirrorOp
     const path = (req.url ?? '').split('?')[0] as string
     const routed = path.startsWith(RESERVED_PREFIX) ? ({ status: 404 } as const) : routeRequest(config.routes, req.url ?? '')
     if ('status' in routed) {
-      refuse(socket, `HTTP/1.1 ${routed.status} ${routed.status === 404 ? 'Not Found' : 'Bad Request'}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`)
+      refuse(
+        socket,
+        `HTTP/1.1 ${routed.status} ${routed.status === 404 ? 'Not Found' : 'Bad Request'}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`,
+      )
       return
     }
     // Upgraded connections leave the http server's bookkeeping: track them so close() ends them.
@@ -148,7 +158,10 @@ export async function startMirror(config: Config, log: Logger, options: MirrorOp
   // CONNECT would make us a tunnel to anywhere: never (the mirror is not an open proxy).
   server.on('connect', (_req: IncomingMessage, socket: Socket) => {
     socket.on('error', () => socket.destroy())
-    refuse(socket, 'HTTP/1.1 405 Method Not Allowed\r\nAllow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\nConnection: close\r\nContent-Length: 0\r\n\r\n')
+    refuse(
+      socket,
+      'HTTP/1.1 405 Method Not Allowed\r\nAllow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\nConnection: close\r\nContent-Length: 0\r\n\r\n',
+    )
   })
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
     log.info({ err: { code: err.code, message: err.message } }, 'client error')
@@ -251,10 +264,13 @@ function listen(server: Server, config: Config): Promise<void> {
     const onError = (err: NodeJS.ErrnoException): void => {
       const where = describeListen(config)
       const why =
-        err.code === 'EADDRINUSE' ? 'address already in use'
-        : err.code === 'EACCES' ? 'permission denied'
-        : err.code === 'EADDRNOTAVAIL' ? 'address not available on this machine'
-        : (err.code ?? err.message)
+        err.code === 'EADDRINUSE'
+          ? 'address already in use'
+          : err.code === 'EACCES'
+            ? 'permission denied'
+            : err.code === 'EADDRNOTAVAIL'
+              ? 'address not available on this machine'
+              : (err.code ?? err.message)
       reject(new ConfigError([`--listen: cannot listen on ${where}: ${why}`], { cause: err }))
     }
     server.once('error', onError)

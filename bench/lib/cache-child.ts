@@ -10,7 +10,12 @@ import { writeEntries } from './big-cache.js'
 
 const [mode, dir, ...rest] = process.argv.slice(2)
 
-interface Memory { heapUsed: number; external: number; arrayBuffers: number; rss: number }
+interface Memory {
+  heapUsed: number
+  external: number
+  arrayBuffers: number
+  rss: number
+}
 
 function settled(): Memory {
   const gc = (globalThis as { gc?: () => void }).gc

@@ -22,7 +22,16 @@ export async function startFillContestants(
 ): Promise<FillContestants> {
   const origin = await startServer('file', { file, rate: rateBps })
   procs.push(origin)
-  const mirror = await startCachemir(['--upstream', origin.url, '--cache-dir', join(dir, 'cache'), '--max-memory', '32MiB', '--max-disk', '2GiB'])
+  const mirror = await startCachemir([
+    '--upstream',
+    origin.url,
+    '--cache-dir',
+    join(dir, 'cache'),
+    '--max-memory',
+    '32MiB',
+    '--max-disk',
+    '2GiB',
+  ])
   procs.push(mirror)
   if (nginxInfo().path === undefined) {
     notes.push(`nginx rows skipped: ${nginxInfo().note}`)

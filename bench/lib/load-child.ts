@@ -52,7 +52,11 @@ async function rps(): Promise<unknown> {
         const res = await pool.request({ path: nextPath(), method: 'GET' })
         await res.body.dump({ limit: Infinity })
         if (res.statusCode >= 300) non2xx++
-        if (n === lat.length) { const bigger = new Float64Array(lat.length * 2); bigger.set(lat); lat = bigger }
+        if (n === lat.length) {
+          const bigger = new Float64Array(lat.length * 2)
+          bigger.set(lat)
+          lat = bigger
+        }
         lat[n++] = performance.now() - t0
       } catch {
         errors++
@@ -63,7 +67,16 @@ async function rps(): Promise<unknown> {
   const seconds = (performance.now() - start) / 1000
   await pool.close()
   const sorted = lat.subarray(0, n).sort()
-  return { requests: n, errors, non2xx, seconds, rps: n / seconds, p50Ms: percentile(sorted, 50), p99Ms: percentile(sorted, 99), maxMs: percentile(sorted, 100) }
+  return {
+    requests: n,
+    errors,
+    non2xx,
+    seconds,
+    rps: n / seconds,
+    p50Ms: percentile(sorted, 50),
+    p99Ms: percentile(sorted, 99),
+    maxMs: percentile(sorted, 100),
+  }
 }
 
 async function bulk(): Promise<unknown> {
@@ -97,7 +110,11 @@ async function bulk(): Promise<unknown> {
 }
 
 /** One client reading at `bytesPerSec`: after each chunk it pauses until it is back on schedule. */
-function slowClient(url: string, agent: HttpAgent, bytesPerSec: number): { done: Promise<void>; bytes(): number; cut(): void; ended(): boolean } {
+function slowClient(
+  url: string,
+  agent: HttpAgent,
+  bytesPerSec: number,
+): { done: Promise<void>; bytes(): number; cut(): void; ended(): boolean } {
   let got = 0
   let ended = false
   let timer: NodeJS.Timeout | undefined
@@ -113,14 +130,25 @@ function slowClient(url: string, agent: HttpAgent, bytesPerSec: number): { done:
           timer = setTimeout(() => res.resume(), aheadMs)
         }
       })
-      res.on('end', () => { ended = true; resolve() })
+      res.on('end', () => {
+        ended = true
+        resolve()
+      })
       res.on('close', () => resolve())
       res.on('error', () => resolve())
     })
     req.on('error', () => resolve())
     req.on('close', () => resolve())
   })
-  return { done, bytes: () => got, ended: () => ended, cut: () => { clearTimeout(timer); req.destroy() } }
+  return {
+    done,
+    bytes: () => got,
+    ended: () => ended,
+    cut: () => {
+      clearTimeout(timer)
+      req.destroy()
+    },
+  }
 }
 
 async function mixed(): Promise<unknown> {
@@ -163,7 +191,15 @@ async function mixed(): Promise<unknown> {
   await Promise.all(slow.map((c) => c.done))
   agent.destroy()
   await dispatcher.close()
-  return { fastFinishesMs: finishes, fastDigests: digests, fastErrors, fastDoneMs, slowBytes, slowCompleted, seconds: (performance.now() - start) / 1000 }
+  return {
+    fastFinishesMs: finishes,
+    fastDigests: digests,
+    fastErrors,
+    fastDoneMs,
+    slowBytes,
+    slowCompleted,
+    seconds: (performance.now() - start) / 1000,
+  }
 }
 
 const out = mode === 'rps' ? await rps() : mode === 'mixed' ? await mixed() : await bulk()

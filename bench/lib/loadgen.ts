@@ -6,8 +6,22 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { LOAD_CHILD } from './util.js'
 
-export interface RpsResult { rps: number; p50Ms: number; p99Ms: number; requests: number; errors: number; non2xx: number }
-export interface BulkResult { bytes: number; seconds: number; mbps: number; errors: number; finishesMs: number[]; digests: string[] }
+export interface RpsResult {
+  rps: number
+  p50Ms: number
+  p99Ms: number
+  requests: number
+  errors: number
+  non2xx: number
+}
+export interface BulkResult {
+  bytes: number
+  seconds: number
+  mbps: number
+  errors: number
+  finishesMs: number[]
+  digests: string[]
+}
 export interface MixedResult {
   fastFinishesMs: number[]
   fastDigests: string[]
@@ -43,8 +57,12 @@ function runChild(cmd: string, argv: string[], timeoutMs: number): Promise<strin
     const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] })
     let out = ''
     let err = ''
-    child.stdout.on('data', (d: Buffer) => { out += d.toString() })
-    child.stderr.on('data', (d: Buffer) => { err = (err + d.toString()).slice(-4000) })
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString()
+    })
+    child.stderr.on('data', (d: Buffer) => {
+      err = (err + d.toString()).slice(-4000)
+    })
     const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
     child.on('exit', (code) => {
       clearTimeout(timer)
@@ -106,7 +124,11 @@ export async function runRps(url: string, connections: number, seconds: number, 
     const errs = errors === null ? 0 : errors.slice(1).reduce((a, b) => a + Number(b), 0)
     return { rps, p50Ms: p('50'), p99Ms: p('99'), requests, errors: errs, non2xx }
   }
-  const out = await runChild(process.execPath, [LOAD_CHILD, 'rps', JSON.stringify({ url, connections, seconds, count })], (seconds + 30) * 1000)
+  const out = await runChild(
+    process.execPath,
+    [LOAD_CHILD, 'rps', JSON.stringify({ url, connections, seconds, count })],
+    (seconds + 30) * 1000,
+  )
   return JSON.parse(out) as RpsResult
 }
 
@@ -117,7 +139,14 @@ export async function runBulk(url: string, connections: number, repeat: number, 
 }
 
 /** Slow and fast clients on one URL (load-child.js mode `mixed`); the slow ones are cut after `windowMs`. */
-export async function runMixed(url: string, o: { fast: number; slow: number; slowBytesPerSec: number; windowMs: number }): Promise<MixedResult> {
-  const out = await runChild(process.execPath, [LOAD_CHILD, 'mixed', JSON.stringify({ url, connections: o.fast + o.slow, ...o })], o.windowMs + 90_000)
+export async function runMixed(
+  url: string,
+  o: { fast: number; slow: number; slowBytesPerSec: number; windowMs: number },
+): Promise<MixedResult> {
+  const out = await runChild(
+    process.execPath,
+    [LOAD_CHILD, 'mixed', JSON.stringify({ url, connections: o.fast + o.slow, ...o })],
+    o.windowMs + 90_000,
+  )
   return JSON.parse(out) as MixedResult
 }

@@ -5,7 +5,19 @@ import { spawn, spawnSync } from 'node:child_process'
 import { accessSync, constants, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { delimiter, join } from 'node:path'
 import type { Row } from './types.js'
-import { fmt, fmtSpread, freePort, MiB, procStatusBytes, spread as spreadOf, stopChild, tail, waitForPort, type Proc, type Spread } from './util.js'
+import {
+  fmt,
+  fmtSpread,
+  freePort,
+  MiB,
+  procStatusBytes,
+  spread as spreadOf,
+  stopChild,
+  tail,
+  waitForPort,
+  type Proc,
+  type Spread,
+} from './util.js'
 
 export interface NginxInfo {
   /** Absolute path of the binary, or undefined when nginx is not available. */
@@ -33,7 +45,8 @@ function lookup(): string | undefined {
 
 function aptInstall(): boolean {
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }
-  const install = (): boolean => spawnSync('apt-get', ['install', '-y', 'nginx-light'], { stdio: 'ignore', timeout: 180_000, env }).status === 0
+  const install = (): boolean =>
+    spawnSync('apt-get', ['install', '-y', 'nginx-light'], { stdio: 'ignore', timeout: 180_000, env }).status === 0
   if (install()) return true
   // A fresh machine may have no package lists yet.
   spawnSync('apt-get', ['update'], { stdio: 'ignore', timeout: 120_000, env })
@@ -51,14 +64,19 @@ export function nginxInfo(): NginxInfo {
   if (path === undefined && process.getuid?.() === 0 && process.env['CACHEMIR_BENCH_INSTALL'] === '1') {
     const ok = aptInstall()
     path = lookup()
-    note = ok && path !== undefined ? `nginx-light installed by apt-get (${path})` : 'nginx not installed (apt-get install nginx-light failed)'
+    note =
+      ok && path !== undefined ? `nginx-light installed by apt-get (${path})` : 'nginx not installed (apt-get install nginx-light failed)'
   }
   let version = ''
   if (path !== undefined) {
     const r = spawnSync(path, ['-v'], { encoding: 'utf8', timeout: 10_000 })
     version = /nginx\/[\w.]+/.exec(`${r.stderr}${r.stdout}`)?.[0] ?? ''
     if (r.status !== 0) {
-      note = `nginx not installed (${path} does not run: ${String(r.error ?? r.stderr).trim().slice(0, 200) || `exit ${String(r.status)}`})`
+      note = `nginx not installed (${path} does not run: ${
+        String(r.error ?? r.stderr)
+          .trim()
+          .slice(0, 200) || `exit ${String(r.status)}`
+      })`
       path = undefined
     }
   }
@@ -115,40 +133,43 @@ export async function startNginx(opts: NginxOptions): Promise<NginxProc> {
   mkdirSync(join(d, 'tmp'), { recursive: true })
   const conf = join(d, 'nginx.conf')
   const errorLog = join(d, 'error.log')
-  writeFileSync(conf, [
-    '# Written by bench/lib/nginx.ts for one benchmark scenario.',
-    'worker_processes 1;',
-    // As root the worker would switch to "nobody", which cannot enter the 0700 temp dir.
-    process.getuid?.() === 0 ? 'user root root;' : '',
-    `pid ${d}/nginx.pid;`,
-    `error_log ${errorLog} warn;`,
-    'events { worker_connections 1024; }',
-    'http {',
-    '  access_log off;',
-    ...['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map((t) => `  ${t}_temp_path ${d}/tmp/${t};`),
-    '  sendfile on;',
-    '  tcp_nopush on;',
-    '  keepalive_timeout 65s;',
-    '  keepalive_requests 1000000;',
-    `  proxy_cache_path ${d}/cache levels=1:2 keys_zone=bench:16m max_size=${Math.ceil(opts.maxCacheBytes / MiB)}m inactive=1d use_temp_path=off;`,
-    `  upstream origin { server ${up.hostname}:${up.port}; keepalive 32; }`,
-    '  server {',
-    `    listen 127.0.0.1:${port};`,
-    '    location / {',
-    '      proxy_pass http://origin;',
-    '      proxy_http_version 1.1;',
-    '      proxy_set_header Connection "";',
-    '      proxy_cache bench;',
-    '      proxy_cache_valid 200 1d;',
-    '      proxy_cache_lock on;',
-    '      proxy_cache_lock_timeout 60s;',
-    '      proxy_cache_lock_age 60s;',
-    '      add_header X-Cache-Status $upstream_cache_status;',
-    '    }',
-    '  }',
-    '}',
-    '',
-  ].join('\n'))
+  writeFileSync(
+    conf,
+    [
+      '# Written by bench/lib/nginx.ts for one benchmark scenario.',
+      'worker_processes 1;',
+      // As root the worker would switch to "nobody", which cannot enter the 0700 temp dir.
+      process.getuid?.() === 0 ? 'user root root;' : '',
+      `pid ${d}/nginx.pid;`,
+      `error_log ${errorLog} warn;`,
+      'events { worker_connections 1024; }',
+      'http {',
+      '  access_log off;',
+      ...['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map((t) => `  ${t}_temp_path ${d}/tmp/${t};`),
+      '  sendfile on;',
+      '  tcp_nopush on;',
+      '  keepalive_timeout 65s;',
+      '  keepalive_requests 1000000;',
+      `  proxy_cache_path ${d}/cache levels=1:2 keys_zone=bench:16m max_size=${Math.ceil(opts.maxCacheBytes / MiB)}m inactive=1d use_temp_path=off;`,
+      `  upstream origin { server ${up.hostname}:${up.port}; keepalive 32; }`,
+      '  server {',
+      `    listen 127.0.0.1:${port};`,
+      '    location / {',
+      '      proxy_pass http://origin;',
+      '      proxy_http_version 1.1;',
+      '      proxy_set_header Connection "";',
+      '      proxy_cache bench;',
+      '      proxy_cache_valid 200 1d;',
+      '      proxy_cache_lock on;',
+      '      proxy_cache_lock_timeout 60s;',
+      '      proxy_cache_lock_age 60s;',
+      '      add_header X-Cache-Status $upstream_cache_status;',
+      '    }',
+      '  }',
+      '}',
+      '',
+    ].join('\n'),
+  )
   const child = spawn(bin, ['-p', `${d}/`, '-c', conf, '-e', errorLog, '-g', 'daemon off;'], { stdio: ['ignore', 'pipe', 'pipe'] })
   const t = tail(child)
   const errorLogTail = (): string => {
@@ -196,7 +217,16 @@ export async function startNginx(opts: NginxOptions): Promise<NginxProc> {
 
 /** The row a scenario prints instead of nginx figures when nginx cannot run: never fake figures. */
 export function nginxMissingRow(scenario: string, metric: string, target: string): Row {
-  return { scenario, reference: 'nginx proxy_cache', metric, cachemir: '–', referenceFigure: 'nginx not installed', ratio: '–', target, met: 'n/a' }
+  return {
+    scenario,
+    reference: 'nginx proxy_cache',
+    metric,
+    cachemir: '–',
+    referenceFigure: 'nginx not installed',
+    ratio: '–',
+    target,
+    met: 'n/a',
+  }
 }
 
 /**
@@ -207,8 +237,14 @@ export function nginxMissingRow(scenario: string, metric: string, target: string
 export function runtimeCeilingRow(scenario: string, bareName: string, bare: Spread, nginx: Spread): Row {
   const r = bare.median / nginx.median
   return {
-    scenario, reference: 'nginx proxy_cache', metric: `req/s of the ${bareName} (not cachemir) vs nginx: what the runtime allows`,
-    cachemir: fmtSpread(bare, 0), referenceFigure: fmtSpread(nginx, 0), ratio: `${fmt(r, 2)}×`, target: '–', met: 'n/a',
+    scenario,
+    reference: 'nginx proxy_cache',
+    metric: `req/s of the ${bareName} (not cachemir) vs nginx: what the runtime allows`,
+    cachemir: fmtSpread(bare, 0),
+    referenceFigure: fmtSpread(nginx, 0),
+    ratio: `${fmt(r, 2)}×`,
+    target: '–',
+    met: 'n/a',
   }
 }
 
@@ -223,7 +259,10 @@ export function nginxRpsRows(
   nginxRuns: readonly { rps: number; p99Ms: number }[],
 ): { rows: Row[]; data: unknown } {
   if (nginxRuns.length === 0) {
-    return { rows: [nginxMissingRow(scenario, 'req/s', '≥ 1.0× (goal)'), nginxMissingRow(scenario, 'p99 latency (ms)', '≤ 1.0× (goal)')], data: null }
+    return {
+      rows: [nginxMissingRow(scenario, 'req/s', '≥ 1.0× (goal)'), nginxMissingRow(scenario, 'p99 latency (ms)', '≤ 1.0× (goal)')],
+      data: null,
+    }
   }
   const rps = spreadOf(nginxRuns.map((x) => x.rps))
   const p99 = spreadOf(nginxRuns.map((x) => x.p99Ms))
@@ -232,8 +271,26 @@ export function nginxRpsRows(
   const ref = 'nginx proxy_cache'
   return {
     rows: [
-      { scenario, reference: ref, metric: 'req/s', cachemir: fmtSpread(cachemir.rps, 0), referenceFigure: fmtSpread(rps, 0), ratio: `${fmt(rpsVs, 2)}×`, target: '≥ 1.0× (goal)', met: rpsVs >= 1 ? 'yes' : 'no' },
-      { scenario, reference: ref, metric: 'p99 latency (ms)', cachemir: fmtSpread(cachemir.p99, 2), referenceFigure: fmtSpread(p99, 2), ratio: `${fmt(p99Vs, 2)}×`, target: '≤ 1.0× (goal)', met: p99Vs <= 1 ? 'yes' : 'no' },
+      {
+        scenario,
+        reference: ref,
+        metric: 'req/s',
+        cachemir: fmtSpread(cachemir.rps, 0),
+        referenceFigure: fmtSpread(rps, 0),
+        ratio: `${fmt(rpsVs, 2)}×`,
+        target: '≥ 1.0× (goal)',
+        met: rpsVs >= 1 ? 'yes' : 'no',
+      },
+      {
+        scenario,
+        reference: ref,
+        metric: 'p99 latency (ms)',
+        cachemir: fmtSpread(cachemir.p99, 2),
+        referenceFigure: fmtSpread(p99, 2),
+        ratio: `${fmt(p99Vs, 2)}×`,
+        target: '≤ 1.0× (goal)',
+        met: p99Vs <= 1 ? 'yes' : 'no',
+      },
       runtimeCeilingRow(scenario, bare.name, bare.rps, rps),
     ],
     data: { rps, p99Ms: p99, raw: nginxRuns, rpsRatio: rpsVs, p99Ratio: p99Vs },

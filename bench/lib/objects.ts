@@ -28,7 +28,12 @@ export async function fileDigest(file: string): Promise<string> {
  * A deterministic file `name` of `mib` MiB in `dir`, its sha256, and how long hashing it took in
  * this process (a floor for clients that hash what they download).
  */
-export async function deterministicObject(dir: string, name: string, mib: number, seed: number): Promise<{ file: string; digest: string; hashMs: number }> {
+export async function deterministicObject(
+  dir: string,
+  name: string,
+  mib: number,
+  seed: number,
+): Promise<{ file: string; digest: string; hashMs: number }> {
   const file = join(dir, name)
   await writeDeterministicFile(file, mib, seed)
   const t0 = performance.now()

@@ -42,7 +42,11 @@ if (mode === 'buffer') {
   const body = chunkBytes(7, 0, num('size', 1024))
   handler = (_req, res) => {
     setTimeout(() => {
-      res.writeHead(200, { 'content-type': 'application/octet-stream', 'cache-control': 'public, max-age=86400', 'content-length': body.length })
+      res.writeHead(200, {
+        'content-type': 'application/octet-stream',
+        'cache-control': 'public, max-age=86400',
+        'content-length': body.length,
+      })
       res.end(body)
     }, delay)
   }
@@ -81,7 +85,9 @@ if (mode === 'buffer') {
       const ahead = (sent / rate) * 1000 - (Date.now() - start)
       if (ahead > 0 || !ok) {
         stream.pause()
-        const resume = (): void => { setTimeout(() => stream.resume(), Math.max(0, ahead)) }
+        const resume = (): void => {
+          setTimeout(() => stream.resume(), Math.max(0, ahead))
+        }
         if (ok) resume()
         else res.once('drain', resume)
       }

@@ -1,6 +1,9 @@
 // What a scenario returns to the runner.
 
-export interface Options { quick: boolean; rounds: number }
+export interface Options {
+  quick: boolean
+  rounds: number
+}
 
 /** One row of the Markdown table. */
 export interface Row {

@@ -34,7 +34,10 @@ export async function waitForPort(port: number, timeoutMs = 15_000, child?: Chil
     if (child !== undefined && child.exitCode !== null) throw new Error(`process exited (${child.exitCode}) before listening on ${port}`)
     const ok = await new Promise<boolean>((resolve) => {
       const sock = connect(port, '127.0.0.1')
-      sock.once('connect', () => { sock.destroy(); resolve(true) })
+      sock.once('connect', () => {
+        sock.destroy()
+        resolve(true)
+      })
       sock.once('error', () => resolve(false))
     })
     if (ok) return
@@ -57,7 +60,9 @@ export interface Proc {
 /** Keep only the last `max` characters of a stream: never accumulate a child's output. */
 export function tail(child: ChildProcess, max = 8192): () => string {
   let buf = ''
-  const add = (d: Buffer): void => { buf = (buf + d.toString('utf8')).slice(-max) }
+  const add = (d: Buffer): void => {
+    buf = (buf + d.toString('utf8')).slice(-max)
+  }
   child.stderr?.on('data', add)
   child.stdout?.on('data', add)
   return () => buf
@@ -79,7 +84,9 @@ export async function startServer(mode: string, args: Record<string, string | nu
   for (const [k, v] of Object.entries(args)) argv.push(`--${k}`, String(v))
   const child = spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe'] })
   const t = tail(child)
-  await waitForPort(port, 60_000, child).catch((e: unknown) => { throw new Error(`${mode} server: ${String(e)}\n${t()}`) })
+  await waitForPort(port, 60_000, child).catch((e: unknown) => {
+    throw new Error(`${mode} server: ${String(e)}\n${t()}`)
+  })
   return procOf(child, port, t)
 }
 
@@ -90,7 +97,9 @@ export async function startCachemir(args: string[]): Promise<Proc> {
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   const t = tail(child)
-  await waitForPort(port, 15_000, child).catch((e: unknown) => { throw new Error(`cachemir: ${String(e)}\n${t()}`) })
+  await waitForPort(port, 15_000, child).catch((e: unknown) => {
+    throw new Error(`cachemir: ${String(e)}\n${t()}`)
+  })
   return procOf(child, port, t)
 }
 
@@ -126,7 +135,13 @@ export function rssSampler(source: number | (() => number | undefined), everyMs 
   }
   tick()
   const timer = setInterval(tick, everyMs)
-  return { stop: () => { clearInterval(timer); tick(); return peak } }
+  return {
+    stop: () => {
+      clearInterval(timer)
+      tick()
+      return peak
+    },
+  }
 }
 
 export function median(xs: readonly number[]): number {
@@ -142,7 +157,12 @@ export function percentile(sorted: ArrayLike<number>, p: number): number {
   return sorted[i] as number
 }
 
-export interface Spread { median: number; min: number; max: number; samples: number[] }
+export interface Spread {
+  median: number
+  min: number
+  max: number
+  samples: number[]
+}
 export function spread(xs: readonly number[]): Spread {
   return { median: median(xs), min: Math.min(...xs), max: Math.max(...xs), samples: [...xs] }
 }
@@ -156,9 +176,11 @@ export function chunkBytes(seed: number, index: number, size: number): Buffer {
   let x = (Math.imul(seed, 0x9e3779b1) ^ Math.imul(index + 1, 0x85ebca6b)) >>> 0 || 1
   const words = size >> 2
   for (let i = 0; i < words; i++) {
-    x ^= x << 13; x >>>= 0
+    x ^= x << 13
+    x >>>= 0
     x ^= x >>> 17
-    x ^= x << 5; x >>>= 0
+    x ^= x << 5
+    x >>>= 0
     buf.writeUInt32LE(x, i * 4)
   }
   for (let i = words * 4; i < size; i++) buf[i] = i & 0xff
@@ -172,7 +194,10 @@ export const fmtSpread = (s: Spread, digits = 1): string => `${fmt(s.median, dig
 
 /** A note on what a server wrote to stdout/stderr (cachemir logs at warn and above), or undefined. */
 export function logNote(name: string, p: Proc): string | undefined {
-  const lines = p.stderrTail().split('\n').filter((l) => l.trim() !== '')
+  const lines = p
+    .stderrTail()
+    .split('\n')
+    .filter((l) => l.trim() !== '')
   if (lines.length === 0) return undefined
   return `WARN ${name} wrote ${lines.length} line(s) (last 8 KiB kept); last: ${(lines.at(-1) ?? '').slice(0, 300)}`
 }

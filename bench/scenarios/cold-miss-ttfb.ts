@@ -16,7 +16,9 @@ function ttfb(url: string, agent: Agent): Promise<number> {
     const t0 = performance.now()
     let first = NaN
     const req = request(url, { agent }, (res) => {
-      res.on('data', () => { if (Number.isNaN(first)) first = performance.now() - t0 })
+      res.on('data', () => {
+        if (Number.isNaN(first)) first = performance.now() - t0
+      })
       res.on('end', () => (res.statusCode === 200 ? resolve(first) : reject(new Error(`status ${String(res.statusCode)}`))))
       res.on('error', reject)
     })
@@ -63,14 +65,22 @@ export const coldMissTtfb: Scenario = {
       const B = spread(medB)
       return {
         name: this.name,
-        notes: [`${samples} samples per contestant per round, alternating; TTFB = request sent to first body byte, one keep-alive connection`],
+        notes: [
+          `${samples} samples per contestant per round, alternating; TTFB = request sent to first body byte, one keep-alive connection`,
+        ],
         data: { delayMs: DELAY_MS, samples, rounds: opts.rounds, cachemirTtfbMs: A, directTtfbMs: B, overheadMs: d },
-        rows: [{
-          scenario: '4 cold miss TTFB', reference: `origin direct (${DELAY_MS} ms delay)`, metric: 'median TTFB (ms); ratio column = overhead',
-          cachemir: `${fmt(A.median, 2)} (${fmt(A.min, 2)}–${fmt(A.max, 2)})`,
-          referenceFigure: `${fmt(B.median, 2)} (${fmt(B.min, 2)}–${fmt(B.max, 2)})`,
-          ratio: `+${fmt(d.median, 2)} ms (${fmt(d.min, 2)}–${fmt(d.max, 2)})`, target: '≤ +2 ms', met: d.median <= 2 ? 'yes' : 'no',
-        }],
+        rows: [
+          {
+            scenario: '4 cold miss TTFB',
+            reference: `origin direct (${DELAY_MS} ms delay)`,
+            metric: 'median TTFB (ms); ratio column = overhead',
+            cachemir: `${fmt(A.median, 2)} (${fmt(A.min, 2)}–${fmt(A.max, 2)})`,
+            referenceFigure: `${fmt(B.median, 2)} (${fmt(B.min, 2)}–${fmt(B.max, 2)})`,
+            ratio: `+${fmt(d.median, 2)} ms (${fmt(d.min, 2)}–${fmt(d.max, 2)})`,
+            target: '≤ +2 ms',
+            met: d.median <= 2 ? 'yes' : 'no',
+          },
+        ],
       }
     } finally {
       agent.destroy()

@@ -39,7 +39,8 @@ async function warmAll(base: string): Promise<void> {
         const i = next++
         const res = await pool.request({ path: `/o${i}`, method: 'GET' })
         const body = Buffer.from(await res.body.arrayBuffer())
-        if (res.statusCode !== 200 || body.length !== SIZE) throw new Error(`warm-up: ${base}/o${i} answered ${res.statusCode} with ${body.length} bytes`)
+        if (res.statusCode !== 200 || body.length !== SIZE)
+          throw new Error(`warm-up: ${base}/o${i} answered ${res.statusCode} with ${body.length} bytes`)
       }
     }
     await Promise.all(Array.from({ length: 32 }, worker))
@@ -49,7 +50,11 @@ async function warmAll(base: string): Promise<void> {
 }
 
 /** Check a sample of objects: bytes equal the origin's and the answer came from the cache. */
-async function checkSample(base: string, header: string, isHit: (v: string) => boolean): Promise<{ wrong: number; notHit: number; example: string }> {
+async function checkSample(
+  base: string,
+  header: string,
+  isHit: (v: string) => boolean,
+): Promise<{ wrong: number; notHit: number; example: string }> {
   let wrong = 0
   let notHit = 0
   let example = ''
@@ -84,7 +89,16 @@ export const diskHit: Scenario = {
       procs.push(origin)
       const ref = await startServer('files', { dir: objects })
       procs.push(ref)
-      const mirror = await startCachemir(['--upstream', origin.url, '--cache-dir', join(dir, 'cache'), '--max-memory', '32MiB', '--max-disk', '1GiB'])
+      const mirror = await startCachemir([
+        '--upstream',
+        origin.url,
+        '--cache-dir',
+        join(dir, 'cache'),
+        '--max-memory',
+        '32MiB',
+        '--max-disk',
+        '1GiB',
+      ])
       procs.push(mirror)
       await warmAll(mirror.url)
       const warmMs = [Date.now() - writtenAt]
@@ -108,7 +122,9 @@ export const diskHit: Scenario = {
       } else {
         notes.push(`nginx rows skipped: ${nginxInfo().note}`)
       }
-      notes.push(`setup ${fmt((Date.now() - t0) / 1000, 1)} s: writing ${OBJECTS} files ${fmt((writtenAt - t0) / 1000, 1)} s, fetching every object once through cachemir${warmMs.length > 1 ? ' and nginx' : ''}: ${warmMs.map((ms) => `${fmt(ms / 1000, 1)} s`).join(' and ')}`)
+      notes.push(
+        `setup ${fmt((Date.now() - t0) / 1000, 1)} s: writing ${OBJECTS} files ${fmt((writtenAt - t0) / 1000, 1)} s, fetching every object once through cachemir${warmMs.length > 1 ? ' and nginx' : ''}: ${warmMs.map((ms) => `${fmt(ms / 1000, 1)} s`).join(' and ')}`,
+      )
 
       const url = `${mirror.url}/o{n}`
       const refUrl = `${ref.url}/o{n}`
@@ -137,8 +153,26 @@ export const diskHit: Scenario = {
       const ratio = rpsA.median / rpsB.median
       const refName = 'bare node file server (createReadStream, 1 MiB hwm)'
       const rows: Row[] = [
-        { scenario: S, reference: refName, metric: 'req/s', cachemir: fmtSpread(rpsA, 0), referenceFigure: fmtSpread(rpsB, 0), ratio: `${fmt(ratio, 2)}×`, target: '≥ 0.8×', met: ratio >= 0.8 ? 'yes' : 'no' },
-        { scenario: S, reference: refName, metric: 'p99 latency (ms)', cachemir: fmtSpread(p99A, 2), referenceFigure: fmtSpread(p99B, 2), ratio: `${fmt(p99A.median / p99B.median, 2)}×`, target: '–', met: 'n/a' },
+        {
+          scenario: S,
+          reference: refName,
+          metric: 'req/s',
+          cachemir: fmtSpread(rpsA, 0),
+          referenceFigure: fmtSpread(rpsB, 0),
+          ratio: `${fmt(ratio, 2)}×`,
+          target: '≥ 0.8×',
+          met: ratio >= 0.8 ? 'yes' : 'no',
+        },
+        {
+          scenario: S,
+          reference: refName,
+          metric: 'p99 latency (ms)',
+          cachemir: fmtSpread(p99A, 2),
+          referenceFigure: fmtSpread(p99B, 2),
+          ratio: `${fmt(p99A.median / p99B.median, 2)}×`,
+          target: '–',
+          met: 'n/a',
+        },
       ]
       const nginx = nginxRpsRows(S, { rps: rpsA, p99: p99A }, { name: 'bare node file server', rps: rpsB }, C)
       rows.push(...nginx.rows)
@@ -148,7 +182,18 @@ export const diskHit: Scenario = {
       return {
         name: this.name,
         notes,
-        data: { objects: OBJECTS, sizeBytes: SIZE, seconds, connections: CONNECTIONS, rounds: opts.rounds, originRequestsDuringRounds: during, cachemir: { rps: rpsA, p99Ms: p99A, raw: A }, reference: { rps: rpsB, p99Ms: p99B, raw: B }, ratio, nginx: nginxData },
+        data: {
+          objects: OBJECTS,
+          sizeBytes: SIZE,
+          seconds,
+          connections: CONNECTIONS,
+          rounds: opts.rounds,
+          originRequestsDuringRounds: during,
+          cachemir: { rps: rpsA, p99Ms: p99A, raw: A },
+          reference: { rps: rpsB, p99Ms: p99B, raw: B },
+          ratio,
+          nginx: nginxData,
+        },
         rows,
       }
     } finally {

@@ -36,9 +36,12 @@ export const hotSmallHit: Scenario = {
         await res.body.arrayBuffer()
         cacheStatus = String(res.headers['cache-status'] ?? '')
         headers = {}
-        for (const [k, v] of Object.entries(res.headers)) if (!DROP.has(k) && v !== undefined) headers[k] = Array.isArray(v) ? v.join(', ') : v
+        for (const [k, v] of Object.entries(res.headers))
+          if (!DROP.has(k) && v !== undefined) headers[k] = Array.isArray(v) ? v.join(', ') : v
       }
-      notes.push(`cachemir answer before the run: Cache-Status "${cacheStatus}"; the reference sends the same ${Object.keys(headers).length} headers (besides Date, Connection, Keep-Alive, Content-Length)`)
+      notes.push(
+        `cachemir answer before the run: Cache-Status "${cacheStatus}"; the reference sends the same ${Object.keys(headers).length} headers (besides Date, Connection, Keep-Alive, Content-Length)`,
+      )
       const ref = await startServer('buffer', { size: 1024, headers: JSON.stringify(headers) })
       procs.push(ref)
       const refUrl = `${ref.url}/small`
@@ -80,25 +83,47 @@ export const hotSmallHit: Scenario = {
       const p99Ratio = p99A.median / p99B.median
       const ref1 = 'bare node:http, Buffer'
       const S = '1 hot small hit'
-      const { rows: nginxRows, data: nginxData } = nginxRpsRows(S, { rps: rpsA, p99: p99A }, { name: 'bare node:http server', rps: rpsB }, c)
+      const { rows: nginxRows, data: nginxData } = nginxRpsRows(
+        S,
+        { rps: rpsA, p99: p99A },
+        { name: 'bare node:http server', rps: rpsB },
+        c,
+      )
       const logged = logNote('cachemir', mirror)
       if (logged !== undefined) notes.push(logged)
       return {
         name: this.name,
         notes,
-        data: { seconds, connections: CONNECTIONS, rounds: opts.rounds, cachemir: { rps: rpsA, p99Ms: p99A, raw: a }, reference: { rps: rpsB, p99Ms: p99B, raw: b }, rpsRatio, p99Ratio, nginx: nginxData },
+        data: {
+          seconds,
+          connections: CONNECTIONS,
+          rounds: opts.rounds,
+          cachemir: { rps: rpsA, p99Ms: p99A, raw: a },
+          reference: { rps: rpsB, p99Ms: p99B, raw: b },
+          rpsRatio,
+          p99Ratio,
+          nginx: nginxData,
+        },
         rows: [
           {
-            scenario: '1 hot small hit', reference: ref1, metric: 'req/s',
+            scenario: '1 hot small hit',
+            reference: ref1,
+            metric: 'req/s',
             cachemir: `${fmt(rpsA.median, 0)} (${fmt(rpsA.min, 0)}–${fmt(rpsA.max, 0)})`,
             referenceFigure: `${fmt(rpsB.median, 0)} (${fmt(rpsB.min, 0)}–${fmt(rpsB.max, 0)})`,
-            ratio: `${fmt(rpsRatio, 2)}×`, target: '≥ 0.85×', met: rpsRatio >= 0.85 ? 'yes' : 'no',
+            ratio: `${fmt(rpsRatio, 2)}×`,
+            target: '≥ 0.85×',
+            met: rpsRatio >= 0.85 ? 'yes' : 'no',
           },
           {
-            scenario: '1 hot small hit', reference: ref1, metric: 'p99 latency (ms)',
+            scenario: '1 hot small hit',
+            reference: ref1,
+            metric: 'p99 latency (ms)',
             cachemir: `${fmt(p99A.median, 2)} (${fmt(p99A.min, 2)}–${fmt(p99A.max, 2)})`,
             referenceFigure: `${fmt(p99B.median, 2)} (${fmt(p99B.min, 2)}–${fmt(p99B.max, 2)})`,
-            ratio: `${fmt(p99Ratio, 2)}×`, target: '≤ 1.5×', met: p99Ratio <= 1.5 ? 'yes' : 'no',
+            ratio: `${fmt(p99Ratio, 2)}×`,
+            target: '≤ 1.5×',
+            met: p99Ratio <= 1.5 ? 'yes' : 'no',
           },
           ...nginxRows,
         ],

@@ -38,7 +38,16 @@ export const multiCore: Scenario = {
       procs.push(origin)
       const one = await startCachemir(['--upstream', origin.url, '--cache-dir', join(dir, 'cache1'), '--max-memory', '64MiB'])
       procs.push(one)
-      const two = await startCachemir(['--upstream', origin.url, '--cache-dir', join(dir, 'cache2'), '--max-memory', '64MiB', '--workers', '2'])
+      const two = await startCachemir([
+        '--upstream',
+        origin.url,
+        '--cache-dir',
+        join(dir, 'cache2'),
+        '--max-memory',
+        '64MiB',
+        '--workers',
+        '2',
+      ])
       procs.push(two)
       const s1 = await warm(`${one.url}/small`, 4)
       const s2 = await warm(`${two.url}/small`, 8)
@@ -71,17 +80,35 @@ export const multiCore: Scenario = {
       return {
         name: this.name,
         notes,
-        data: { seconds, connections: CONNECTIONS, rounds: opts.rounds, oneWorker: { rps: A, raw: a }, twoWorkers: { rps: B, raw: b }, ratio, herd: { clients: HERD, originRequests, badBodies: bad } },
+        data: {
+          seconds,
+          connections: CONNECTIONS,
+          rounds: opts.rounds,
+          oneWorker: { rps: A, raw: a },
+          twoWorkers: { rps: B, raw: b },
+          ratio,
+          herd: { clients: HERD, originRequests, badBodies: bad },
+        },
         rows: [
           {
-            scenario: '8 multi-core', reference: '--workers 1', metric: 'hot hit req/s with --workers 2',
+            scenario: '8 multi-core',
+            reference: '--workers 1',
+            metric: 'hot hit req/s with --workers 2',
             cachemir: `${fmt(B.median, 0)} (${fmt(B.min, 0)}–${fmt(B.max, 0)})`,
             referenceFigure: `${fmt(A.median, 0)} (${fmt(A.min, 0)}–${fmt(A.max, 0)})`,
-            ratio: `${fmt(ratio, 2)}×`, target: 'report', met: 'n/a',
+            ratio: `${fmt(ratio, 2)}×`,
+            target: 'report',
+            met: 'n/a',
           },
           {
-            scenario: '8 multi-core', reference: '–', metric: `origin requests, ${HERD} clients over 2 workers`,
-            cachemir: `${originRequests} (bodies failing sha256: ${bad})`, referenceFigure: '–', ratio: '–', target: 'exactly 1', met: originRequests === 1 && bad === 0 ? 'yes' : 'no',
+            scenario: '8 multi-core',
+            reference: '–',
+            metric: `origin requests, ${HERD} clients over 2 workers`,
+            cachemir: `${originRequests} (bodies failing sha256: ${bad})`,
+            referenceFigure: '–',
+            ratio: '–',
+            target: 'exactly 1',
+            met: originRequests === 1 && bad === 0 ? 'yes' : 'no',
           },
         ],
       }

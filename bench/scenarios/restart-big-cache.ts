@@ -48,8 +48,12 @@ function runCacheChild(children: Set<ChildProcess>, args: string[], timeoutMs: n
     children.add(child)
     let out = ''
     let err = ''
-    child.stdout.on('data', (d: Buffer) => { out += d.toString() })
-    child.stderr.on('data', (d: Buffer) => { err = (err + d.toString()).slice(-4000) })
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString()
+    })
+    child.stderr.on('data', (d: Buffer) => {
+      err = (err + d.toString()).slice(-4000)
+    })
     const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
     child.on('error', reject)
     child.on('exit', (code) => {
@@ -64,12 +68,17 @@ function runCacheChild(children: Set<ChildProcess>, args: string[], timeoutMs: n
 function canConnect(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const sock = connect(port, '127.0.0.1')
-    sock.once('connect', () => { sock.destroy(); resolve(true) })
+    sock.once('connect', () => {
+      sock.destroy()
+      resolve(true)
+    })
     sock.once('error', () => resolve(false))
   })
 }
 
-interface Health { store: { diskEntries: number; indexComplete: boolean } }
+interface Health {
+  store: { diskEntries: number; indexComplete: boolean }
+}
 
 interface StartFigures {
   listenMs: number
@@ -88,17 +97,43 @@ interface StartFigures {
  * One start of the CLI on `cacheDir`, measured from spawn; with `expected` > 0 it also asks for
  * random entries below that number. The process is stopped before returning.
  */
-async function measureStart(cacheDir: string, origin: Proc, agent: Agent, expected: number, deadlineMs: number, live: Set<ChildProcess>): Promise<StartFigures> {
+async function measureStart(
+  cacheDir: string,
+  origin: Proc,
+  agent: Agent,
+  expected: number,
+  deadlineMs: number,
+  live: Set<ChildProcess>,
+): Promise<StartFigures> {
   const c0 = await originCount(origin, agent)
   const port = await freePort()
   const base = `http://127.0.0.1:${port}`
   const t0 = performance.now()
-  const child = spawn(process.execPath, [CLI, 'serve', '--listen', `127.0.0.1:${port}`, '--log-level', 'warn', '--upstream', origin.url, '--cache-dir', cacheDir, '--max-disk', MAX_DISK], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  })
+  const child = spawn(
+    process.execPath,
+    [
+      CLI,
+      'serve',
+      '--listen',
+      `127.0.0.1:${port}`,
+      '--log-level',
+      'warn',
+      '--upstream',
+      origin.url,
+      '--cache-dir',
+      cacheDir,
+      '--max-disk',
+      MAX_DISK,
+    ],
+    {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    },
+  )
   live.add(child)
   let stderr = ''
-  child.stderr.on('data', (d: Buffer) => { stderr = (stderr + d.toString()).slice(-4000) })
+  child.stderr.on('data', (d: Buffer) => {
+    stderr = (stderr + d.toString()).slice(-4000)
+  })
   try {
     const since = (): number => performance.now() - t0
     while (!(await canConnect(port))) {
@@ -145,8 +180,16 @@ async function measureStart(cacheDir: string, origin: Proc, agent: Agent, expect
     const rssAfterScan = procStatusBytes(child.pid ?? -1)
     const originRequests = (await originCount(origin, agent)) - c0
     return {
-      listenMs, firstHitMs, firstHitStatus: `${first.status} ${first.cacheStatus}`, indexMs, indexedEntries, rssAfterScan,
-      hitsDuringScan, requestsDuringScan, slowestDuringScanMs: slowest, originRequests,
+      listenMs,
+      firstHitMs,
+      firstHitStatus: `${first.status} ${first.cacheStatus}`,
+      indexMs,
+      indexedEntries,
+      rssAfterScan,
+      hitsDuringScan,
+      requestsDuringScan,
+      slowestDuringScanMs: slowest,
+      originRequests,
     }
   } finally {
     await stopChild(child)
@@ -217,11 +260,16 @@ export const restartBigCache: Scenario = {
       const nowAt = Date.now() - 60_000
       const tc = performance.now()
       const halves = [0, ENTRIES >> 1, ENTRIES]
-      const made = await Promise.all([0, 1].map((h) =>
-        runCacheChild(children, [CACHE_CHILD, 'create', cacheDir, String(halves[h]), String(halves[h + 1]), String(nowAt)], 300_000)))
+      const made = await Promise.all(
+        [0, 1].map((h) =>
+          runCacheChild(children, [CACHE_CHILD, 'create', cacheDir, String(halves[h]), String(halves[h + 1]), String(nowAt)], 300_000),
+        ),
+      )
       const createMs = performance.now() - tc
       const bodyBytes = made.reduce((a, m) => a + Number(m['bytes']), 0)
-      notes.push(`created ${ENTRIES} entries (${ENTRIES * 2} files, ${fmt(bodyBytes / MiB, 0)} MiB of bodies) in ${fmt(createMs / 1000, 1)} s under ${where.path}${where.tmpfs ? ' (tmpfs)' : ''}`)
+      notes.push(
+        `created ${ENTRIES} entries (${ENTRIES * 2} files, ${fmt(bodyBytes / MiB, 0)} MiB of bodies) in ${fmt(createMs / 1000, 1)} s under ${where.path}${where.tmpfs ? ' (tmpfs)' : ''}`,
+      )
 
       const file = join(dir, 'origin.bin')
       writeFileSync(file, Buffer.alloc(1024, 1))
@@ -231,7 +279,9 @@ export const restartBigCache: Scenario = {
       // The index's own memory, in a child with --expose-gc (scan only, no server).
       const mem = await runCacheChild(children, ['--expose-gc', CACHE_CHILD, 'index-memory', cacheDir, String(MAX_DISK_BYTES)], 120_000)
       const heapPerEntry = Number(mem['heapBytesPerEntry'])
-      notes.push(`index memory: ${fmt(heapPerEntry, 0)} B/entry of heap (external ${fmt(Number(mem['externalBytesPerEntry']), 1)}, RSS ${fmt(Number(mem['rssBytesPerEntry']), 0)} B/entry); bare scan ${fmt(Number(mem['scanMs']), 0)} ms for ${String(mem['entries'])} entries`)
+      notes.push(
+        `index memory: ${fmt(heapPerEntry, 0)} B/entry of heap (external ${fmt(Number(mem['externalBytesPerEntry']), 1)}, RSS ${fmt(Number(mem['rssBytesPerEntry']), 0)} B/entry); bare scan ${fmt(Number(mem['scanMs']), 0)} ms for ${String(mem['entries'])} entries`,
+      )
 
       // Rounds: a start on an empty cache dir (reference for listen time and RSS), then the big one.
       const empty: StartFigures[] = []
@@ -240,9 +290,11 @@ export const restartBigCache: Scenario = {
         empty.push(await measureStart(emptyDir, origin, agent, 0, 10_000, children))
         big.push(await measureStart(cacheDir, origin, agent, ENTRIES, 60_000, children))
       }
-      notes.push(where.tmpfs
-        ? 'the cache dir is on tmpfs: every round reads directories and files from memory, as on a disk whose page cache is warm'
-        : 'the page cache is warm from the first round on (the entries were just written)')
+      notes.push(
+        where.tmpfs
+          ? 'the cache dir is on tmpfs: every round reads directories and files from memory, as on a disk whose page cache is warm'
+          : 'the page cache is warm from the first round on (the entries were just written)',
+      )
 
       // Cold round: only on a disk, as root, and when asked (it drops the page cache of the whole machine).
       let cold: StartFigures | undefined
@@ -265,45 +317,115 @@ export const restartBigCache: Scenario = {
       const RB = rssBig.length > 0 ? spread(rssBig.map((x) => x / MiB)) : undefined
       const RE = rssEmpty.length > 0 ? spread(rssEmpty.map((x) => x / MiB)) : undefined
       const rssPerEntry = RB !== undefined && RE !== undefined ? ((RB.median - RE.median) * MiB) / ENTRIES : NaN
-      notes.push(`first answers: ${big.map((b) => b.firstHitStatus).join(' | ')}; during the scans ${big.map((b) => `${b.hitsDuringScan}/${b.requestsDuringScan}`).join(', ')} requests were hits`)
+      notes.push(
+        `first answers: ${big.map((b) => b.firstHitStatus).join(' | ')}; during the scans ${big.map((b) => `${b.hitsDuringScan}/${b.requestsDuringScan}`).join(', ')} requests were hits`,
+      )
       if (!allIndexed) notes.push(`WARN index entry counts at completion: ${big.map((b) => b.indexedEntries).join(', ')}`)
 
-      const row = (metric: string, cachemir: string, target: string, met: Row['met'], reference = '–', referenceFigure = '–', ratio = '–'): Row =>
-        ({ scenario: SCENARIO, reference, metric, cachemir, referenceFigure, ratio, target, met })
+      const row = (
+        metric: string,
+        cachemir: string,
+        target: string,
+        met: Row['met'],
+        reference = '–',
+        referenceFigure = '–',
+        ratio = '–',
+      ): Row => ({ scenario: SCENARIO, reference, metric, cachemir, referenceFigure, ratio, target, met })
       const rows: Row[] = [
         row('setup: create the entries (s, once)', fmt(createMs / 1000, 1), '–', 'n/a'),
-        row('port accepts (ms after spawn)', range(L), '–', 'n/a', 'same CLI, empty cache dir', range(LE), `${fmt(L.median / LE.median, 2)}×`),
-        row('first hit, random entry (ms after spawn)', range(H), '≤ 1000 ms, 200 hit, origin untouched', H.median <= 1000 && hitsOk ? 'yes' : 'no'),
+        row(
+          'port accepts (ms after spawn)',
+          range(L),
+          '–',
+          'n/a',
+          'same CLI, empty cache dir',
+          range(LE),
+          `${fmt(L.median / LE.median, 2)}×`,
+        ),
+        row(
+          'first hit, random entry (ms after spawn)',
+          range(H),
+          '≤ 1000 ms, 200 hit, origin untouched',
+          H.median <= 1000 && hitsOk ? 'yes' : 'no',
+        ),
         row('first hit (ms after the port accepted)', range(HL, 1), '–', 'n/a'),
-        row(`index complete, ${ENTRIES.toLocaleString('en-US')} entries (ms after spawn)`, range(I), '≤ 5000 ms', I.median <= 5000 && allIndexed ? 'yes' : 'no'),
+        row(
+          `index complete, ${ENTRIES.toLocaleString('en-US')} entries (ms after spawn)`,
+          range(I),
+          '≤ 5000 ms',
+          I.median <= 5000 && allIndexed ? 'yes' : 'no',
+        ),
         row('scan alone, in a child without a server (ms)', fmt(Number(mem['scanMs']), 0), '–', 'n/a'),
         row('index heap per entry (bytes)', fmt(heapPerEntry, 0), '< 300 B', heapPerEntry < 300 ? 'yes' : 'no'),
-        row('cachemir RSS after the scan (MiB)', RB === undefined ? '?' : range(RB, 1), '–', 'n/a', 'same CLI, empty cache dir', RE === undefined ? '?' : range(RE, 1),
-          RB !== undefined && RE !== undefined ? `+${fmt(rssPerEntry, 0)} B/entry` : '–'),
+        row(
+          'cachemir RSS after the scan (MiB)',
+          RB === undefined ? '?' : range(RB, 1),
+          '–',
+          'n/a',
+          'same CLI, empty cache dir',
+          RE === undefined ? '?' : range(RE, 1),
+          RB !== undefined && RE !== undefined ? `+${fmt(rssPerEntry, 0)} B/entry` : '–',
+        ),
         row('slowest hit while the scan runs (ms)', range(slow, 1), '–', 'n/a'),
         row('origin requests during the restarts', String(originTotal), '0', originTotal === 0 ? 'yes' : 'no'),
       ]
       if (cold !== undefined) {
-        rows.push(row('cold page cache: first hit (ms after spawn)', fmt(cold.firstHitMs, 0), '≤ 1000 ms', cold.firstHitMs <= 1000 && cold.firstHitStatus.startsWith('200 cachemir; hit') ? 'yes' : 'no'))
-        rows.push(row('cold page cache: index complete (ms after spawn)', fmt(cold.indexMs, 0), '≤ 5000 ms', cold.indexMs <= 5000 && cold.indexedEntries === ENTRIES ? 'yes' : 'no'))
+        rows.push(
+          row(
+            'cold page cache: first hit (ms after spawn)',
+            fmt(cold.firstHitMs, 0),
+            '≤ 1000 ms',
+            cold.firstHitMs <= 1000 && cold.firstHitStatus.startsWith('200 cachemir; hit') ? 'yes' : 'no',
+          ),
+        )
+        rows.push(
+          row(
+            'cold page cache: index complete (ms after spawn)',
+            fmt(cold.indexMs, 0),
+            '≤ 5000 ms',
+            cold.indexMs <= 5000 && cold.indexedEntries === ENTRIES ? 'yes' : 'no',
+          ),
+        )
       }
       return {
         name: this.name,
         notes,
         data: {
-          entries: ENTRIES, rounds, baseDir: where.path, tmpfs: where.tmpfs, createMs, bodyBytes,
-          indexMemory: mem, listenMs: L, emptyListenMs: LE, firstHitMs: H, firstHitAfterListenMs: HL, indexCompleteMs: I,
-          rssAfterScanMiB: RB ?? null, emptyRssMiB: RE ?? null, rssBytesPerEntry: rssPerEntry,
-          slowestDuringScanMs: slow, originRequests: originTotal, starts: big, emptyStarts: empty, cold: cold ?? null,
+          entries: ENTRIES,
+          rounds,
+          baseDir: where.path,
+          tmpfs: where.tmpfs,
+          createMs,
+          bodyBytes,
+          indexMemory: mem,
+          listenMs: L,
+          emptyListenMs: LE,
+          firstHitMs: H,
+          firstHitAfterListenMs: HL,
+          indexCompleteMs: I,
+          rssAfterScanMiB: RB ?? null,
+          emptyRssMiB: RE ?? null,
+          rssBytesPerEntry: rssPerEntry,
+          slowestDuringScanMs: slow,
+          originRequests: originTotal,
+          starts: big,
+          emptyStarts: empty,
+          cold: cold ?? null,
         },
         rows,
       }
     } finally {
       // A child still writing entries must be gone before its directory is removed.
-      await Promise.all([...children].map((c) => c.exitCode !== null || c.signalCode !== null ? Promise.resolve() : new Promise<void>((resolve) => {
-        c.once('exit', () => resolve())
-        c.kill('SIGKILL')
-      })))
+      await Promise.all(
+        [...children].map((c) =>
+          c.exitCode !== null || c.signalCode !== null
+            ? Promise.resolve()
+            : new Promise<void>((resolve) => {
+                c.once('exit', () => resolve())
+                c.kill('SIGKILL')
+              }),
+        ),
+      )
       await Promise.all(procs.map((p) => p.stop()))
       await agent.close()
       await rm(dir, { recursive: true, force: true })

@@ -33,7 +33,17 @@ interface Figures {
   slowCompleted: number
   bad: number
 }
-const empty = (): Figures => ({ solo: [], fastLast: [], fastMedian: [], ratios: [], originReqs: [], growthMiB: [], slowKB: [], slowCompleted: 0, bad: 0 })
+const empty = (): Figures => ({
+  solo: [],
+  fastLast: [],
+  fastMedian: [],
+  ratios: [],
+  originReqs: [],
+  growthMiB: [],
+  slowKB: [],
+  slowCompleted: 0,
+  bad: 0,
+})
 
 async function round(server: Proc, origin: Proc, key: string, digest: string, windowMs: number, f: Figures): Promise<void> {
   const one = await runBulk(`${server.url}/solo/${key}.bin`, 1, 1, true)
@@ -69,7 +79,9 @@ export const slowReaders: Scenario = {
     try {
       const { file, digest, hashMs } = await deterministicObject(dir, 'slow.bin', SIZE_MIB, 6)
       const { origin, mirror, nginx } = await startFillContestants(dir, file, RATE, 1024, procs, notes)
-      notes.push(`the fast bodies are hashed after the last one has arrived (hashing one took ${fmt(hashMs, 0)} ms here), so hashing is not in their finish times; the single client hashes as it reads`)
+      notes.push(
+        `the fast bodies are hashed after the last one has arrived (hashing one took ${fmt(hashMs, 0)} ms here), so hashing is not in their finish times; the single client hashes as it reads`,
+      )
       const A = empty()
       const C = empty()
       for (let r = 0; r < rounds; r++) {
@@ -78,7 +90,9 @@ export const slowReaders: Scenario = {
       }
       const describe = (name: string, f: Figures): string =>
         `${name}: fast clients' median finish ${fmtSpread(spread(f.fastMedian), 0)} ms; slow clients read a median ${fmtSpread(spread(f.slowKB), 0)} KB before the cut (${SLOW_RATE / 1000} KB/s × ${windowMs / 1000} s ≈ ${(SLOW_RATE * windowMs) / 1e6} KB), ${f.slowCompleted} finished`
-      notes.push(`${rounds} round(s); slow clients start first, so a slow one may start the fill; they are cut ${windowMs / 1000} s after the start (a whole body at ${SLOW_RATE / 1000} KB/s would take ${fmt((SIZE_MIB * MiB) / SLOW_RATE / 60, 1)} min)`)
+      notes.push(
+        `${rounds} round(s); slow clients start first, so a slow one may start the fill; they are cut ${windowMs / 1000} s after the start (a whole body at ${SLOW_RATE / 1000} KB/s would take ${fmt((SIZE_MIB * MiB) / SLOW_RATE / 60, 1)} min)`,
+      )
       notes.push(describe('cachemir', A))
       if (nginx !== undefined) notes.push(describe('nginx', C))
 
@@ -89,18 +103,40 @@ export const slowReaders: Scenario = {
       const GC = C.growthMiB.length > 0 ? Math.max(...C.growthMiB) : undefined
       const rows: Row[] = [
         {
-          scenario: S, reference: 'single client through cachemir', metric: "fast clients' last finish (ms)",
-          cachemir: fmtSpread(L, 0), referenceFigure: fmtSpread(spread(A.solo), 0), ratio: `${fmt(R.median, 2)}×`, target: '≤ 1.1×', met: R.median <= 1.1 ? 'yes' : 'no',
+          scenario: S,
+          reference: 'single client through cachemir',
+          metric: "fast clients' last finish (ms)",
+          cachemir: fmtSpread(L, 0),
+          referenceFigure: fmtSpread(spread(A.solo), 0),
+          ratio: `${fmt(R.median, 2)}×`,
+          target: '≤ 1.1×',
+          met: R.median <= 1.1 ? 'yes' : 'no',
         },
       ]
       let nginxData: unknown = null
       if (nginx !== undefined) {
         const LC = spread(C.fastLast)
         const vs = L.median / LC.median
-        nginxData = { soloMs: spread(C.solo), fastLastMs: LC, fastMedianMs: spread(C.fastMedian), ratio: spread(C.ratios), originRequests: C.originReqs, badBodies: C.bad, rssGrowthMiB: C.growthMiB, slowKB: C.slowKB, lastFinishRatio: vs }
+        nginxData = {
+          soloMs: spread(C.solo),
+          fastLastMs: LC,
+          fastMedianMs: spread(C.fastMedian),
+          ratio: spread(C.ratios),
+          originRequests: C.originReqs,
+          badBodies: C.bad,
+          rssGrowthMiB: C.growthMiB,
+          slowKB: C.slowKB,
+          lastFinishRatio: vs,
+        }
         rows.push({
-          scenario: S, reference: 'nginx proxy_cache_lock', metric: "fast clients' last finish (ms)",
-          cachemir: fmtSpread(L, 0), referenceFigure: fmtSpread(LC, 0), ratio: `${fmt(vs, 2)}×`, target: '≤ 1.0× (goal)', met: vs <= 1 ? 'yes' : 'no',
+          scenario: S,
+          reference: 'nginx proxy_cache_lock',
+          metric: "fast clients' last finish (ms)",
+          cachemir: fmtSpread(L, 0),
+          referenceFigure: fmtSpread(LC, 0),
+          ratio: `${fmt(vs, 2)}×`,
+          target: '≤ 1.0× (goal)',
+          met: vs <= 1 ? 'yes' : 'no',
         })
       } else {
         rows.push(nginxMissingRow(S, "fast clients' last finish (ms)", '≤ 1.0× (goal)'))
@@ -108,16 +144,34 @@ export const slowReaders: Scenario = {
       const withNginx = (fig: string): string => (nginx !== undefined ? fig : '–')
       rows.push(
         {
-          scenario: S, reference: withNginx('nginx proxy_cache_lock (its own count)'), metric: 'origin requests per run',
-          cachemir: A.originReqs.join(', '), referenceFigure: withNginx(C.originReqs.join(', ')), ratio: '–', target: 'exactly 1', met: A.originReqs.every((n) => n === 1) ? 'yes' : 'no',
+          scenario: S,
+          reference: withNginx('nginx proxy_cache_lock (its own count)'),
+          metric: 'origin requests per run',
+          cachemir: A.originReqs.join(', '),
+          referenceFigure: withNginx(C.originReqs.join(', ')),
+          ratio: '–',
+          target: 'exactly 1',
+          met: A.originReqs.every((n) => n === 1) ? 'yes' : 'no',
         },
         {
-          scenario: S, reference: withNginx('nginx proxy_cache_lock (its own bodies)'), metric: 'fast bodies failing sha256',
-          cachemir: `${A.bad} of ${rounds * (FAST + 1)}`, referenceFigure: withNginx(`${C.bad} of ${rounds * (FAST + 1)}`), ratio: '–', target: '0', met: A.bad === 0 ? 'yes' : 'no',
+          scenario: S,
+          reference: withNginx('nginx proxy_cache_lock (its own bodies)'),
+          metric: 'fast bodies failing sha256',
+          cachemir: `${A.bad} of ${rounds * (FAST + 1)}`,
+          referenceFigure: withNginx(`${C.bad} of ${rounds * (FAST + 1)}`),
+          ratio: '–',
+          target: '0',
+          met: A.bad === 0 ? 'yes' : 'no',
         },
         {
-          scenario: S, reference: withNginx('nginx proxy_cache_lock (all its processes)'), metric: 'RSS growth during the run (MiB, peak minus before)',
-          cachemir: G === undefined ? '?' : fmt(G, 1), referenceFigure: withNginx(GC === undefined ? '?' : fmt(GC, 1)), ratio: '–', target: '< 64 MiB', met: G === undefined ? 'n/a' : G < 64 ? 'yes' : 'no',
+          scenario: S,
+          reference: withNginx('nginx proxy_cache_lock (all its processes)'),
+          metric: 'RSS growth during the run (MiB, peak minus before)',
+          cachemir: G === undefined ? '?' : fmt(G, 1),
+          referenceFigure: withNginx(GC === undefined ? '?' : fmt(GC, 1)),
+          ratio: '–',
+          target: '< 64 MiB',
+          met: G === undefined ? 'n/a' : G < 64 ? 'yes' : 'no',
         },
       )
       const logged = logNote('cachemir', mirror)
@@ -126,8 +180,21 @@ export const slowReaders: Scenario = {
         name: this.name,
         notes,
         data: {
-          sizeMiB: SIZE_MIB, rateBps: RATE, fast: FAST, slow: SLOW, slowBytesPerSec: SLOW_RATE, windowMs, rounds,
-          soloMs: spread(A.solo), fastLastMs: L, fastMedianMs: spread(A.fastMedian), ratio: R, originRequests: A.originReqs, badBodies: A.bad, rssGrowthMiB: A.growthMiB, slowKB: A.slowKB,
+          sizeMiB: SIZE_MIB,
+          rateBps: RATE,
+          fast: FAST,
+          slow: SLOW,
+          slowBytesPerSec: SLOW_RATE,
+          windowMs,
+          rounds,
+          soloMs: spread(A.solo),
+          fastLastMs: L,
+          fastMedianMs: spread(A.fastMedian),
+          ratio: R,
+          originRequests: A.originReqs,
+          badBodies: A.bad,
+          rssGrowthMiB: A.growthMiB,
+          slowKB: A.slowKB,
           nginx: nginxData,
         },
         rows,

@@ -16,7 +16,14 @@ const SIZE_MIB = 64
 const CLIENTS = 100
 const RATE = 50e6
 
-interface Figures { solo: number[]; last: number[]; ratios: number[]; originReqs: number[]; peaks: number[]; bad: number }
+interface Figures {
+  solo: number[]
+  last: number[]
+  ratios: number[]
+  originReqs: number[]
+  peaks: number[]
+  bad: number
+}
 
 /** One herd round through `server`: a solo download of a new key, then the herd on another new key. */
 async function herdRound(server: Proc, origin: Proc, key: string, digest: string, f: Figures): Promise<void> {
@@ -49,16 +56,22 @@ export const thunderingHerd: Scenario = {
     try {
       const { file, digest, hashMs } = await deterministicObject(dir, 'herd.bin', SIZE_MIB, 5)
       const { origin, mirror, nginx } = await startFillContestants(dir, file, RATE, 2048, procs, notes)
-      notes.push(`client floor: hashing one ${SIZE_MIB} MiB body (file read included) took ${fmt(hashMs, 0)} ms here, so the clients' one process needs about ${fmt((hashMs * CLIENTS) / 1000, 1)} s of CPU for ${CLIENTS} bodies`)
+      notes.push(
+        `client floor: hashing one ${SIZE_MIB} MiB body (file read included) took ${fmt(hashMs, 0)} ms here, so the clients' one process needs about ${fmt((hashMs * CLIENTS) / 1000, 1)} s of CPU for ${CLIENTS} bodies`,
+      )
       const A = empty()
       const C = empty()
       for (let r = 0; r < rounds; r++) {
         await herdRound(mirror, origin, `c${r}`, digest, A)
         if (nginx !== undefined) await herdRound(nginx, origin, `n${r}`, digest, C)
       }
-      notes.push('the 100 clients run in one child process that hashes every body; on a small machine its CPU, not the server, can set the last finish time')
+      notes.push(
+        'the 100 clients run in one child process that hashes every body; on a small machine its CPU, not the server, can set the last finish time',
+      )
       if (nginx !== undefined) {
-        notes.push(`nginx alone: last finish ${fmt(spread(C.ratios).median, 2)}× its single-client time; proxy_cache_lock makes the other clients wait (polling every 500 ms) until the whole object is in the cache, then serves it from there`)
+        notes.push(
+          `nginx alone: last finish ${fmt(spread(C.ratios).median, 2)}× its single-client time; proxy_cache_lock makes the other clients wait (polling every 500 ms) until the whole object is in the cache, then serves it from there`,
+        )
       }
       const S = '5 thundering herd'
       const R = spread(A.ratios)
@@ -68,33 +81,68 @@ export const thunderingHerd: Scenario = {
       const exactlyOne = A.originReqs.every((n) => n === 1)
       const rows: Row[] = [
         {
-          scenario: S, reference: 'single client through cachemir', metric: 'last finish (ms)',
-          cachemir: fmtSpread(L, 0), referenceFigure: fmtSpread(spread(A.solo), 0),
-          ratio: `${fmt(R.median, 2)}×`, target: '≤ 1.1×', met: R.median <= 1.1 ? 'yes' : 'no',
+          scenario: S,
+          reference: 'single client through cachemir',
+          metric: 'last finish (ms)',
+          cachemir: fmtSpread(L, 0),
+          referenceFigure: fmtSpread(spread(A.solo), 0),
+          ratio: `${fmt(R.median, 2)}×`,
+          target: '≤ 1.1×',
+          met: R.median <= 1.1 ? 'yes' : 'no',
         },
         {
-          scenario: S, reference: nginx !== undefined ? 'nginx proxy_cache_lock (its own count)' : '–', metric: 'origin requests per herd',
-          cachemir: A.originReqs.join(', '), referenceFigure: nginx !== undefined ? C.originReqs.join(', ') : '–', ratio: '–', target: 'exactly 1', met: exactlyOne ? 'yes' : 'no',
+          scenario: S,
+          reference: nginx !== undefined ? 'nginx proxy_cache_lock (its own count)' : '–',
+          metric: 'origin requests per herd',
+          cachemir: A.originReqs.join(', '),
+          referenceFigure: nginx !== undefined ? C.originReqs.join(', ') : '–',
+          ratio: '–',
+          target: 'exactly 1',
+          met: exactlyOne ? 'yes' : 'no',
         },
         {
-          scenario: S, reference: nginx !== undefined ? 'nginx proxy_cache_lock (its own bodies)' : '–', metric: 'bodies failing sha256',
-          cachemir: `${A.bad} of ${rounds * (CLIENTS + 1)}`, referenceFigure: nginx !== undefined ? `${C.bad} of ${rounds * (CLIENTS + 1)}` : '–',
-          ratio: '–', target: '0', met: A.bad === 0 ? 'yes' : 'no',
+          scenario: S,
+          reference: nginx !== undefined ? 'nginx proxy_cache_lock (its own bodies)' : '–',
+          metric: 'bodies failing sha256',
+          cachemir: `${A.bad} of ${rounds * (CLIENTS + 1)}`,
+          referenceFigure: nginx !== undefined ? `${C.bad} of ${rounds * (CLIENTS + 1)}` : '–',
+          ratio: '–',
+          target: '0',
+          met: A.bad === 0 ? 'yes' : 'no',
         },
         {
-          scenario: S, reference: nginx !== undefined ? 'nginx proxy_cache_lock (all its processes)' : '–', metric: 'peak RSS (MiB)',
-          cachemir: P === undefined ? '?' : fmt(P, 1), referenceFigure: nginx !== undefined ? fmt(peak(C) ?? NaN, 1) : '–',
-          ratio: '–', target: '< 150 MiB', met: P === undefined ? 'n/a' : P < 150 ? 'yes' : 'no',
+          scenario: S,
+          reference: nginx !== undefined ? 'nginx proxy_cache_lock (all its processes)' : '–',
+          metric: 'peak RSS (MiB)',
+          cachemir: P === undefined ? '?' : fmt(P, 1),
+          referenceFigure: nginx !== undefined ? fmt(peak(C) ?? NaN, 1) : '–',
+          ratio: '–',
+          target: '< 150 MiB',
+          met: P === undefined ? 'n/a' : P < 150 ? 'yes' : 'no',
         },
       ]
       let nginxData: unknown = null
       if (nginx !== undefined) {
         const LC: Spread = spread(C.last)
         const vs = L.median / LC.median
-        nginxData = { soloMs: spread(C.solo), lastMs: LC, ratio: spread(C.ratios), originRequests: C.originReqs, badBodies: C.bad, peakRssMiB: peak(C) ?? null, lastFinishRatio: vs }
+        nginxData = {
+          soloMs: spread(C.solo),
+          lastMs: LC,
+          ratio: spread(C.ratios),
+          originRequests: C.originReqs,
+          badBodies: C.bad,
+          peakRssMiB: peak(C) ?? null,
+          lastFinishRatio: vs,
+        }
         rows.splice(1, 0, {
-          scenario: S, reference: 'nginx proxy_cache_lock', metric: 'last finish (ms)',
-          cachemir: fmtSpread(L, 0), referenceFigure: fmtSpread(LC, 0), ratio: `${fmt(vs, 2)}×`, target: '≤ 1.0× (goal)', met: vs <= 1 ? 'yes' : 'no',
+          scenario: S,
+          reference: 'nginx proxy_cache_lock',
+          metric: 'last finish (ms)',
+          cachemir: fmtSpread(L, 0),
+          referenceFigure: fmtSpread(LC, 0),
+          ratio: `${fmt(vs, 2)}×`,
+          target: '≤ 1.0× (goal)',
+          met: vs <= 1 ? 'yes' : 'no',
         })
       } else {
         rows.splice(1, 0, nginxMissingRow(S, 'last finish (ms)', '≤ 1.0× (goal)'))
@@ -104,7 +152,19 @@ export const thunderingHerd: Scenario = {
       return {
         name: this.name,
         notes,
-        data: { sizeMiB: SIZE_MIB, clients: CLIENTS, rateBps: RATE, rounds, soloMs: spread(A.solo), lastMs: L, ratio: R, originRequests: A.originReqs, badBodies: A.bad, peakRssMiB: P ?? null, nginx: nginxData },
+        data: {
+          sizeMiB: SIZE_MIB,
+          clients: CLIENTS,
+          rateBps: RATE,
+          rounds,
+          soloMs: spread(A.solo),
+          lastMs: L,
+          ratio: R,
+          originRequests: A.originReqs,
+          badBodies: A.bad,
+          peakRssMiB: P ?? null,
+          nginx: nginxData,
+        },
         rows,
       }
     } finally {

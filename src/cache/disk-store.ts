@@ -168,7 +168,8 @@ export class DiskStore {
         pos += bytesRead
         if (bytesRead === 0 || pos >= meta.bodyBytes) break
       }
-      if (pos !== meta.bodyBytes) throw new CacheCorruptError(path, `length ${pos > meta.bodyBytes ? 'over' : pos}, expected ${meta.bodyBytes}`)
+      if (pos !== meta.bodyBytes)
+        throw new CacheCorruptError(path, `length ${pos > meta.bodyBytes ? 'over' : pos}, expected ${meta.bodyBytes}`)
       const body = buf.subarray(0, pos)
       // Same length but different bytes (bit rot, a stray write): the digest catches it.
       if (verify && createHash('sha256').update(body).digest('hex') !== meta.sha256) throw new CacheCorruptError(path, 'sha256 mismatch')

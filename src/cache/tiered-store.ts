@@ -82,11 +82,17 @@ export class TieredStore {
     const memory = new MemoryStore(options.maxMemoryBytes)
     const onChange = options.onChange ?? (() => {})
     let self: TieredStore | undefined
-    const disk = await DiskStore.open(options.cacheDir, options.maxDiskBytes, options.log, (hash) => {
-      memory.delete(hash)
-      if (self !== undefined) self.#evictions++
-      onChange({ kind: 'entry', hash, version: null })
-    }, options.leftoversBefore)
+    const disk = await DiskStore.open(
+      options.cacheDir,
+      options.maxDiskBytes,
+      options.log,
+      (hash) => {
+        memory.delete(hash)
+        if (self !== undefined) self.#evictions++
+        onChange({ kind: 'entry', hash, version: null })
+      },
+      options.leftoversBefore,
+    )
     self = new TieredStore(disk, memory, options.log, onChange)
     if (options.onChange !== undefined) disk.shared()
     return self

@@ -19,7 +19,14 @@ export function varyValue(headers: IncomingHttpHeaders, name: string): string {
 /** The lower-case header names a Vary value lists (duplicates removed, sorted); undefined for none. */
 export function varyNames(vary: string | undefined): string[] | undefined {
   if (vary === undefined) return undefined
-  const names = [...new Set(vary.split(',').map((n) => n.trim().toLowerCase()).filter((n) => n !== ''))].sort()
+  const names = [
+    ...new Set(
+      vary
+        .split(',')
+        .map((n) => n.trim().toLowerCase())
+        .filter((n) => n !== ''),
+    ),
+  ].sort()
   return names.length === 0 ? undefined : names
 }
 

@@ -53,7 +53,8 @@ export function workerIdentity(env: NodeJS.ProcessEnv): WorkerIdentity | undefin
   const count = Number(env[WORKER_ENV.count])
   const group = env[WORKER_ENV.group]
   const startedAt = Number(env[WORKER_ENV.startedAt])
-  if (!Number.isInteger(index) || !Number.isInteger(count) || count < 2 || group === undefined || !Number.isFinite(startedAt)) return undefined
+  if (!Number.isInteger(index) || !Number.isInteger(count) || count < 2 || group === undefined || !Number.isFinite(startedAt))
+    return undefined
   return { index, count, group, startedAt }
 }
 
@@ -121,11 +122,22 @@ export class Peers {
    * when the owner cannot be reached, e.g. while it restarts: the caller then serves it itself.
    * `onAnswer` learns the owner's cache outcome when its headers arrive (before the body).
    */
-  forward(req: IncomingMessage, res: ServerResponse, owner: number, onAnswer: (outcome: CacheOutcome) => void): Promise<'answered' | 'unavailable'> {
+  forward(
+    req: IncomingMessage,
+    res: ServerResponse,
+    owner: number,
+    onAnswer: (outcome: CacheOutcome) => void,
+  ): Promise<'answered' | 'unavailable'> {
     return new Promise((resolve) => {
       const headers: Record<string, string | string[]> = {}
       for (const [name, value] of Object.entries(req.headers)) if (value !== undefined && !NOT_HANDED_OVER.has(name)) headers[name] = value
-      const up = request({ socketPath: peerSocketPath(this.self.group, owner), method: req.method, path: req.url, headers, agent: this.#agent })
+      const up = request({
+        socketPath: peerSocketPath(this.self.group, owner),
+        method: req.method,
+        path: req.url,
+        headers,
+        agent: this.#agent,
+      })
       let answered = false
       const onClientGone = (): void => {
         up.destroy()
@@ -151,7 +163,12 @@ export class Peers {
           if (!HOP_BY_HOP.has(name.toLowerCase())) raw.push(name, answer.rawHeaders[i + 1] as string)
         }
         const status = String(answer.headers['cache-status'] ?? '')
-        const ours = status.split(',').map((s) => s.trim()).filter((s) => s.startsWith(CACHE_NAME)).pop() ?? ''
+        const ours =
+          status
+            .split(',')
+            .map((s) => s.trim())
+            .filter((s) => s.startsWith(CACHE_NAME))
+            .pop() ?? ''
         onAnswer(ours.includes('; hit') ? { hit: true, detail: 'peer' } : { fwd: 'miss', detail: 'peer' })
         res.writeHead(answer.statusCode ?? 502, answer.statusMessage ?? '', raw)
         pipeline(answer, res).then(

@@ -82,7 +82,8 @@ export function runPrimary(config: Config, log: Logger): Promise<number> {
         workers.delete(index)
         listening.delete(index)
         for (const [id, b] of barriers) {
-          if (b.from === index) barriers.delete(id) // its sender is gone
+          if (b.from === index)
+            barriers.delete(id) // its sender is gone
           else b.waiting.delete(index)
         }
         settleBarriers()
@@ -101,9 +102,12 @@ export function runPrimary(config: Config, log: Logger): Promise<number> {
           return
         }
         log.error({ worker: index, code, signal }, 'worker died; starting a new one')
-        setTimeout(() => {
-          if (!stopping) fork(index)
-        }, Math.min(1000 * quickCrashes, 5000)).unref()
+        setTimeout(
+          () => {
+            if (!stopping) fork(index)
+          },
+          Math.min(1000 * quickCrashes, 5000),
+        ).unref()
       })
     }
 

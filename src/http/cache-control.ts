@@ -66,5 +66,8 @@ export function parseSeconds(value: string | true | undefined): number | undefin
 /** The field names in a qualified no-cache/private value (`no-cache="set-cookie, x"`). */
 export function qualifiedNames(value: string | true | undefined): string[] {
   if (typeof value !== 'string' || value === '') return []
-  return value.split(',').map((s) => s.trim().toLowerCase()).filter((s) => s !== '')
+  return value
+    .split(',')
+    .map((s) => s.trim().toLowerCase())
+    .filter((s) => s !== '')
 }

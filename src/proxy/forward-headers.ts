@@ -10,16 +10,41 @@ import { headerValue, splitList } from '../http/headers.js'
  * not depend on one user's identity).
  */
 const NOT_FORWARDED_ON_FILL = new Set([
-  'host', 'connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'te', 'trailer',
-  'transfer-encoding', 'upgrade', 'content-length', 'expect',
-  'if-none-match', 'if-modified-since', 'if-match', 'if-unmodified-since', 'if-range', 'range',
-  'cache-control', 'pragma', 'cookie', 'authorization',
+  'host',
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'content-length',
+  'expect',
+  'if-none-match',
+  'if-modified-since',
+  'if-match',
+  'if-unmodified-since',
+  'if-range',
+  'range',
+  'cache-control',
+  'pragma',
+  'cookie',
+  'authorization',
 ])
 
 /** Hop-by-hop only: what a private pass-through request (the client's own) drops. */
 const HOP_BY_HOP = new Set([
-  'host', 'connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'te', 'trailer',
-  'transfer-encoding', 'upgrade', 'expect',
+  'host',
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'expect',
 ])
 
 function copy(headers: IncomingHttpHeaders, drop: ReadonlySet<string>): Record<string, string> {

@@ -129,7 +129,11 @@ async function handleStored(
     if (use !== 'revalidate') {
       // In a worker group the URL's owner refreshes it (and serves this stale copy meanwhile).
       if (use === 'stale-while-revalidate' && (await askOwner(x, deps, routed)) === 'answered') return
-      x.outcome = { hit: true, ttl, ...(use === 'stale-ok' ? { detail: 'max-stale' } : use === 'stale-while-revalidate' ? { detail: 'stale-while-revalidate' } : {}) }
+      x.outcome = {
+        hit: true,
+        ttl,
+        ...(use === 'stale-ok' ? { detail: 'max-stale' } : use === 'stale-while-revalidate' ? { detail: 'stale-while-revalidate' } : {}),
+      }
       if (use === 'stale-while-revalidate') revalidateInBackground(x, deps, routed, rule, entry, storeKey)
       if ((await sendStored(x, deps, entry, freshness)) === 'sent') return
       entry = undefined // the body file was gone or corrupt: fetch it again
@@ -150,7 +154,9 @@ async function handleStored(
 async function askOwner(x: Exchange, deps: Deps, routed: Routed): Promise<'answered' | 'local'> {
   const owner = deps.peers?.ownerToAsk(routed.key, x.req, x.fromPeer)
   if (deps.peers === undefined || owner === undefined) return 'local'
-  return deps.peers.forward(x.req, x.res, owner, (outcome) => (x.outcome = outcome)).then((r) => (r === 'unavailable' ? 'local' : 'answered'))
+  return deps.peers
+    .forward(x.req, x.res, owner, (outcome) => (x.outcome = outcome))
+    .then((r) => (r === 'unavailable' ? 'local' : 'answered'))
 }
 
 /** The URL's plain entry when the memory tier has it: no promise, no disk (the hot path). */
@@ -217,7 +223,11 @@ async function fillAndSend(
       case 'uncacheable': {
         // The upstream answered 5xx: a stale copy may stand in (stale-if-error, RFC 5861).
         const status = outcome.response.status
-        if (previous !== undefined && status >= 500 && canServeStaleOnError(freshnessOf(previous, rule), previous.meta.responseAt, now, false)) {
+        if (
+          previous !== undefined &&
+          status >= 500 &&
+          canServeStaleOnError(freshnessOf(previous, rule), previous.meta.responseAt, now, false)
+        ) {
           x.outcome = { fwd: 'stale', fwdStatus: status, detail: 'stale-if-error' }
           if ((await sendStored(x, deps, previous, freshnessOf(previous, rule))) === 'sent') return
         }
@@ -242,7 +252,13 @@ async function fillAndSend(
   }
 }
 
-function fillParams(req: IncomingMessage, routed: Routed, rule: CacheRule | undefined, previous: CachedEntry | undefined, storeKey: string): FillParams {
+function fillParams(
+  req: IncomingMessage,
+  routed: Routed,
+  rule: CacheRule | undefined,
+  previous: CachedEntry | undefined,
+  storeKey: string,
+): FillParams {
   const authorized = req.headers.authorization !== undefined
   const headers = fillHeaders(req.headers)
   // Credentials go upstream only on this client's own fill, which nobody else joins.
@@ -278,7 +294,14 @@ async function sendOffline(x: Exchange, deps: Deps, routed: Routed): Promise<voi
 }
 
 /** stale-while-revalidate: the client got the stale copy; refresh it without anyone waiting. */
-function revalidateInBackground(x: Exchange, deps: Deps, routed: Routed, rule: CacheRule | undefined, entry: CachedEntry, storeKey: string): void {
+function revalidateInBackground(
+  x: Exchange,
+  deps: Deps,
+  routed: Routed,
+  rule: CacheRule | undefined,
+  entry: CachedEntry,
+  storeKey: string,
+): void {
   const params = { ...fillParams(x.req, routed, rule, entry, storeKey), requestCacheControl: undefined }
   // Background refreshes carry no credentials: the result is shared.
   if (params.authorized) return

@@ -56,7 +56,14 @@ export class PassThrough {
     const hasBody = req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined
     let response: UpstreamResponse
     try {
-      response = await this.#upstream.forward(routed.route, target, req.method ?? 'GET', privateHeaders(req.headers), hasBody ? req : null, abort.signal)
+      response = await this.#upstream.forward(
+        routed.route,
+        target,
+        req.method ?? 'GET',
+        privateHeaders(req.headers),
+        hasBody ? req : null,
+        abort.signal,
+      )
     } catch (err) {
       res.off('close', onClose)
       if (!abort.signal.aborted) this.#log.warn({ err, method: req.method, target: target.href }, 'pass-through failed')
@@ -97,7 +104,6 @@ export function upstreamUrl(routed: Routed): URL {
   const base = routed.route.upstreams[0] as URL
   return new URL(`./${routed.relativePath}`, base)
 }
-
 
 /**
  * Fetches a GET/HEAD for this client alone (credentials, uncacheable answers, Vary mismatches) and

@@ -21,11 +21,7 @@ function stripWeak(tag: string): string {
  * True when a GET/HEAD for a 200 response should get 304 Not Modified:
  * If-None-Match (weak comparison) decides when present, else If-Modified-Since.
  */
-export function isNotModified(
-  ifNoneMatch: string | undefined,
-  ifModifiedSince: string | undefined,
-  stored: RawHeaders,
-): boolean {
+export function isNotModified(ifNoneMatch: string | undefined, ifModifiedSince: string | undefined, stored: RawHeaders): boolean {
   if (ifNoneMatch !== undefined) {
     const etag = getRaw(stored, 'etag')
     const wanted = splitList(ifNoneMatch)

@@ -11,20 +11,13 @@ export interface ByteRange {
 }
 
 export type RangeDecision =
-  | { readonly kind: 'full' }
-  | { readonly kind: 'unsatisfiable' }
-  | { readonly kind: 'partial'; readonly ranges: readonly ByteRange[] }
+  { readonly kind: 'full' } | { readonly kind: 'unsatisfiable' } | { readonly kind: 'partial'; readonly ranges: readonly ByteRange[] }
 
 /** More ranges than this, or overlapping ones, and we send the whole representation (RFC 9110 §14.2 allows it). */
 const MAX_RANGES = 16
 
 /** Decides what to send for a request's Range and If-Range headers. Unparseable ranges are ignored (full). */
-export function evaluateRange(
-  range: string | undefined,
-  ifRange: string | undefined,
-  size: number,
-  stored: RawHeaders,
-): RangeDecision {
+export function evaluateRange(range: string | undefined, ifRange: string | undefined, size: number, stored: RawHeaders): RangeDecision {
   if (range === undefined) return { kind: 'full' }
   if (ifRange !== undefined && !ifRangeHolds(ifRange, stored)) return { kind: 'full' }
   const m = /^\s*bytes\s*=\s*(.+)$/i.exec(range)

@@ -44,8 +44,11 @@ export function sendCached(
   const isHead = req.method === 'HEAD'
   // The common case first: a whole 200 without conditionals or ranges, from memory.
   if (
-    meta.status === 200 && entry.body !== undefined &&
-    req.headers.range === undefined && req.headers['if-none-match'] === undefined && req.headers['if-modified-since'] === undefined
+    meta.status === 200 &&
+    entry.body !== undefined &&
+    req.headers.range === undefined &&
+    req.headers['if-none-match'] === undefined &&
+    req.headers['if-modified-since'] === undefined
   ) {
     writeHead(res, 200, meta.statusText, buildFullHead(meta.headers, o.ageSeconds, o.cacheStatus))
     return isHead ? end(res) : end(res, entry.body)
@@ -126,7 +129,12 @@ async function sendEntry(
     const body = entry.body
     return end(res, Buffer.concat([...parts.flatMap((p) => [p.header, body.subarray(p.range.start, p.range.end + 1)]), trailer]))
   }
-  return sendFile(res, fh, parts.map((p) => p.range), { headers: parts.map((p) => p.header), trailer })
+  return sendFile(
+    res,
+    fh,
+    parts.map((p) => p.range),
+    { headers: parts.map((p) => p.header), trailer },
+  )
 }
 
 function end(res: ServerResponse, body?: Buffer): 'sent' {

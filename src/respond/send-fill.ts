@@ -29,7 +29,10 @@ export async function sendFill(
   cursor: Cursor,
   cacheStatus: string,
 ): Promise<'sent' | 'wait'> {
-  if (fill.status === 200 && isNotModified(headerValue(req.headers['if-none-match']), headerValue(req.headers['if-modified-since']), fill.headers)) {
+  if (
+    fill.status === 200 &&
+    isNotModified(headerValue(req.headers['if-none-match']), headerValue(req.headers['if-modified-since']), fill.headers)
+  ) {
     writeHead(res, 304, '', buildHead(fill.headers, { cacheStatus, keep: NOT_MODIFIED_FIELDS }))
     res.end()
     return 'sent'
@@ -48,7 +51,12 @@ export async function sendFill(
   if (range === undefined) {
     writeHead(res, fill.status, fill.statusText, buildHead(fill.headers, { cacheStatus }))
   } else {
-    const add = ['Content-Range', `bytes ${range.start}-${range.end}/${fill.totalBytes}`, 'Content-Length', String(range.end - range.start + 1)]
+    const add = [
+      'Content-Range',
+      `bytes ${range.start}-${range.end}/${fill.totalBytes}`,
+      'Content-Length',
+      String(range.end - range.start + 1),
+    ]
     writeHead(res, 206, '', buildHead(fill.headers, { cacheStatus, drop: LENGTH_FIELDS, add }))
   }
   if (req.method === 'HEAD') {

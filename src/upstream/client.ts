@@ -126,7 +126,14 @@ export class UpstreamClient {
    * upstream: a body cannot be replayed to another). Same dispatchers as fills, so proxies, CAs,
    * keep-alive and timeouts apply alike.
    */
-  async forward(route: Route, url: URL, method: string, headers: Record<string, string>, body: Readable | null, signal: AbortSignal): Promise<UpstreamResponse> {
+  async forward(
+    route: Route,
+    url: URL,
+    method: string,
+    headers: Record<string, string>,
+    body: Readable | null,
+    signal: AbortSignal,
+  ): Promise<UpstreamResponse> {
     this.counters.requests++
     try {
       return await this.#send(route, url, method, headers, body, signal)
@@ -137,7 +144,14 @@ export class UpstreamClient {
   }
 
   /** One exchange with one upstream URL, under the route's timeouts. */
-  async #send(route: Route, url: URL, method: string, headers: Record<string, string>, body: Readable | null, signal: AbortSignal | null): Promise<UpstreamResponse> {
+  async #send(
+    route: Route,
+    url: URL,
+    method: string,
+    headers: Record<string, string>,
+    body: Readable | null,
+    signal: AbortSignal | null,
+  ): Promise<UpstreamResponse> {
     const requestAt = this.#now()
     const res = await this.#dispatcher(url, route.timeouts).request({
       origin: url.origin,

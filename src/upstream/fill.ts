@@ -229,12 +229,20 @@ export class Fill {
         const next = targetWithinRoute(route, response.url, getRaw(response.headers, 'location'))
         if (next === undefined) break
         discardBody(response.body)
-        response = await upstream.request(route, { method: 'GET', relativePath: next, headers: this.params.headers, signal: this.#abort.signal })
+        response = await upstream.request(route, {
+          method: 'GET',
+          relativePath: next,
+          headers: this.params.headers,
+          signal: this.#abort.signal,
+        })
       }
     } catch (err) {
       this.upstreamMs = Date.now() - t0
       discardTemp(early)
-      return this.#finishEarly({ kind: 'failed', error: isCachemirError(err) ? err : new InternalError(`fill failed: GET ${this.key}`, { cause: err }) })
+      return this.#finishEarly({
+        kind: 'failed',
+        error: isCachemirError(err) ? err : new InternalError(`fill failed: GET ${this.key}`, { cause: err }),
+      })
     }
     this.upstreamMs = Date.now() - t0
     this.status = response.status

@@ -216,8 +216,14 @@ test('environment variables alone configure the mirror and it serves a proxied f
   assert.equal(origin.count('/file.bin'), 1)
   // CACHEMIR_CACHE_DIR: the entry is stored there.
   const files = await storedFiles(cacheDir)
-  assert.ok(files.some((name) => name.endsWith('.meta')), `a .meta file in CACHEMIR_CACHE_DIR: ${files.join(', ')}`)
-  assert.ok(files.some((name) => name.endsWith('.body')), `a .body file in CACHEMIR_CACHE_DIR: ${files.join(', ')}`)
+  assert.ok(
+    files.some((name) => name.endsWith('.meta')),
+    `a .meta file in CACHEMIR_CACHE_DIR: ${files.join(', ')}`,
+  )
+  assert.ok(
+    files.some((name) => name.endsWith('.body')),
+    `a .body file in CACHEMIR_CACHE_DIR: ${files.join(', ')}`,
+  )
   // CACHEMIR_MAX_MEMORY: the memory tier stays within 1 KiB.
   assert.equal(health.status, 200)
   const stats = JSON.parse(health.body.toString()) as { store: { memoryBytes: number } }
@@ -229,7 +235,10 @@ test('a flag wins over its environment variable', async (t) => {
   const origin = await startSmallOrigin(t, body)
   const cacheDir = await makeTempDir(t, 'cachemir-cli-')
   // startProxyProcess passes --listen 127.0.0.1:0, so the bad CACHEMIR_LISTEN must be ignored.
-  const proxy = await startProxyProcess(t, ['--upstream', origin.url, '--cache-dir', cacheDir], { CACHEMIR_LISTEN: 'nonsense', CACHEMIR_UPSTREAM: 'ftp://ignored' })
+  const proxy = await startProxyProcess(t, ['--upstream', origin.url, '--cache-dir', cacheDir], {
+    CACHEMIR_LISTEN: 'nonsense',
+    CACHEMIR_UPSTREAM: 'ftp://ignored',
+  })
 
   const res = await get(proxy.url('/file.bin'))
 
@@ -249,7 +258,12 @@ const BAD_ENV_VALUES: readonly { name: string; value: string }[] = [
 for (const { name, value } of BAD_ENV_VALUES) {
   test(`a bad environment value (${name}=${value}) exits 2 with one line naming ${name}`, async (t) => {
     const cacheDir = await makeTempDir(t, 'cachemir-cli-')
-    const env: Record<string, string> = { CACHEMIR_UPSTREAM: UNUSED_UPSTREAM, CACHEMIR_LISTEN: '127.0.0.1:0', CACHEMIR_CACHE_DIR: cacheDir, [name]: value }
+    const env: Record<string, string> = {
+      CACHEMIR_UPSTREAM: UNUSED_UPSTREAM,
+      CACHEMIR_LISTEN: '127.0.0.1:0',
+      CACHEMIR_CACHE_DIR: cacheDir,
+      [name]: value,
+    }
 
     const result = await runCli(['serve'], env)
 
@@ -342,7 +356,11 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
       }),
     )
 
-    assert.deepEqual(codes, Array.from({ length: 10 }, () => 0), `exit codes (a signal name means the process died of the signal)`)
+    assert.deepEqual(
+      codes,
+      Array.from({ length: 10 }, () => 0),
+      `exit codes (a signal name means the process died of the signal)`,
+    )
   })
 }
 
@@ -381,11 +399,15 @@ test('a relative --cache-dir is created relative to the working directory', asyn
   const origin = await startSmallOrigin(t, body)
   const work = await makeTempDir(t, 'cachemir-cli-')
   await mkdir(join(work, 'sub'))
-  const child = spawn(process.execPath, [join(ROOT, 'dist', 'src', 'cli.js'), 'serve', '--listen', '127.0.0.1:0', '--upstream', origin.url, '--cache-dir', 'rel-cache'], {
-    cwd: join(work, 'sub'),
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
+  const child = spawn(
+    process.execPath,
+    [join(ROOT, 'dist', 'src', 'cli.js'), 'serve', '--listen', '127.0.0.1:0', '--upstream', origin.url, '--cache-dir', 'rel-cache'],
+    {
+      cwd: join(work, 'sub'),
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  )
   const exited = once(child, 'exit')
   t.after(async () => {
     if (child.exitCode === null && child.signalCode === null) {
@@ -415,5 +437,8 @@ test('a relative --cache-dir is created relative to the working directory', asyn
 
   assert.equal(sha256(res.body), sha256(body))
   const files = await storedFiles(join(work, 'sub', 'rel-cache'))
-  assert.ok(files.some((name) => name.endsWith('.meta')), `entry stored under sub/rel-cache: ${files.join(', ')}\n${out}`)
+  assert.ok(
+    files.some((name) => name.endsWith('.meta')),
+    `entry stored under sub/rel-cache: ${files.join(', ')}\n${out}`,
+  )
 })

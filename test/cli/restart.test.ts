@@ -145,7 +145,11 @@ test('SIGTERM right after responses were delivered keeps every entry they stored
   })
   const metas = onDisk.filter((f) => f.name.endsWith('.meta') && !f.name.startsWith('.tmp-')).length
   const temps = onDisk.filter((f) => f.name.startsWith('.tmp-')).length
-  assert.deepEqual(lost, [], `${lost.length} of ${count} entries announced as stored were lost by the clean stop (${metas} .meta and ${temps} .tmp- files left on disk)`)
+  assert.deepEqual(
+    lost,
+    [],
+    `${lost.length} of ${count} entries announced as stored were lost by the clean stop (${metas} .meta and ${temps} .tmp- files left on disk)`,
+  )
   for (const path of paths) assert.equal(origin.count(path), 1, path)
 })
 

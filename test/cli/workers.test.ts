@@ -77,7 +77,10 @@ test('two workers: a DELETE through one worker invalidates the URL in both', asy
   assert.equal(origin.count('/doc'), 1)
   assert.equal((await get(proxy.url('/doc'), { method: 'DELETE' })).status, 204)
   const after = await Promise.all(Array.from({ length: 8 }, () => get(proxy.url('/doc'))))
-  assert.deepEqual(after.map((r) => r.body.toString()), Array(8).fill('version 2'))
+  assert.deepEqual(
+    after.map((r) => r.body.toString()),
+    Array(8).fill('version 2'),
+  )
   assert.equal(origin.requests.filter((r) => r.method === 'GET' && r.url === '/doc').length, 2, 'one refill after the DELETE')
   assert.equal(await proxy.kill('SIGTERM'), 0)
 })
@@ -92,12 +95,18 @@ test('two workers: GETs that carry a body never disturb the requests handed betw
   const proxy = await startProxyProcess(t, ['--workers', '2', '--upstream', origin.url, '--cache-dir', dir])
 
   // GETs with a 40-byte body: about half of them reach the worker that does not own the URL.
-  const odd = await Promise.all(Array.from({ length: 10 }, (_, i) =>
-    rawRequest(proxy.port, `GET /odd${i} HTTP/1.1\r\nHost: x\r\nContent-Length: 40\r\nConnection: close\r\n\r\n${'b'.repeat(40)}`)))
+  const odd = await Promise.all(
+    Array.from({ length: 10 }, (_, i) =>
+      rawRequest(proxy.port, `GET /odd${i} HTTP/1.1\r\nHost: x\r\nContent-Length: 40\r\nConnection: close\r\n\r\n${'b'.repeat(40)}`),
+    ),
+  )
   for (const answer of odd) assert.match(answer, /^HTTP\/1\.1 200 /)
   // Then ordinary misses from other clients, many handed over on the connections between workers.
   const results = await Promise.all(Array.from({ length: 40 }, (_, i) => get(proxy.url(`/plain${i}`))))
-  assert.deepEqual(results.map((r) => `${r.status} ${r.body.toString()}`), Array.from({ length: 40 }, (_, i) => `200 /plain${i}`))
+  assert.deepEqual(
+    results.map((r) => `${r.status} ${r.body.toString()}`),
+    Array.from({ length: 40 }, (_, i) => `200 /plain${i}`),
+  )
   assert.equal(await proxy.kill('SIGTERM'), 0)
 })
 
@@ -110,12 +119,22 @@ test('a killed worker is replaced and the group keeps serving; SIGTERM leaves no
   const primary = proxy.child.pid as number
   assert.deepEqual(await groupSockets(proxy), ['0.sock', '1.sock'], 'one peer socket per worker')
 
-  const health = JSON.parse((await get(proxy.url('/_cachemir/health'))).body.toString()) as { pid: number; worker: { index: number; count: number } }
+  const health = JSON.parse((await get(proxy.url('/_cachemir/health'))).body.toString()) as {
+    pid: number
+    worker: { index: number; count: number }
+  }
   assert.equal(health.worker.count, 2)
   assert.notEqual(health.pid, primary)
   process.kill(health.pid, 'SIGKILL')
   await until(() => proxy.output().includes('worker died; starting a new one'), 'the primary to notice')
-  await until(() => proxy.output().split('\n').filter((l) => l.includes('"worker listening"')).length >= 3, 'a new worker')
+  await until(
+    () =>
+      proxy
+        .output()
+        .split('\n')
+        .filter((l) => l.includes('"worker listening"')).length >= 3,
+    'a new worker',
+  )
 
   for (const [path, file] of Object.entries(files)) {
     const r = await get(proxy.url(path))

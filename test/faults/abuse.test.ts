@@ -144,7 +144,11 @@ test('traversal in any encoding never reaches above the upstream base path nor w
   assert.deepEqual(lookalikes, [], 'look-alikes get 400 or are forwarded')
   const escaped = origin.requests.map((r) => r.url).filter((u) => escapesBase(u) !== undefined)
   assert.deepEqual(escaped, [], `origin targets outside /base/: ${escaped.map((u) => `${u} (${escapesBase(u) ?? ''})`).join(', ')}`)
-  for (const r of origin.requests) assert.ok(LOOKALIKES.some((l) => `/base/${l.slice('/pkg/'.length)}` === r.url) || r.url === '/base/first.txt', `unexpected origin target ${r.url}`)
+  for (const r of origin.requests)
+    assert.ok(
+      LOOKALIKES.some((l) => `/base/${l.slice('/pkg/'.length)}` === r.url) || r.url === '/base/first.txt',
+      `unexpected origin target ${r.url}`,
+    )
   assert.deepEqual(outsideAfter, outsideBefore, 'no file appeared or vanished outside the cache dir')
   const stray = inside.filter((p) => !/^cachemir-v1\/objects\/[0-9a-f]{2}\/[^/]+$/.test(p))
   assert.deepEqual(stray, [], 'every cache file lives in a hash bucket')
@@ -195,9 +199,15 @@ test('a Host header naming another host does not change the upstream, which sees
   // The cache key ignores Host too: another Host gets the same stored copy.
   const again = await rawExchange(proxy.port, [`GET /h0 HTTP/1.1\r\nHost: other.example\r\nConnection: close\r\n\r\n`])
 
-  assert.deepEqual(bodies, hosts.map((_, i) => `O /base/h${i}`))
+  assert.deepEqual(
+    bodies,
+    hosts.map((_, i) => `O /base/h${i}`),
+  )
   assert.equal(other.count(), 0, 'the host named by the client was never contacted')
-  assert.deepEqual(origin.requests.map((r) => r.headers.host), hosts.map(() => `127.0.0.1:${origin.port}`))
+  assert.deepEqual(
+    origin.requests.map((r) => r.headers.host),
+    hosts.map(() => `127.0.0.1:${origin.port}`),
+  )
   assert.equal(again.status, 200)
   assert.match(again.text, /\r\ncache-status: cachemir; hit/i)
   assert.equal(origin.count(), hosts.length)
@@ -220,7 +230,9 @@ test('an oversized request line or header block gets 400/414/431, the connection
   for (const c of cases) {
     const r = await within(rawExchange(proxy.port, [c.text]), WAIT_MS, c.name)
     if (![400, 414, 431].includes(r.status) || !r.closedByServer) {
-      results.push(`${c.name}: status ${r.status}, closed by server ${String(r.closedByServer)}, got ${JSON.stringify(r.text.slice(0, 80))}`)
+      results.push(
+        `${c.name}: status ${r.status}, closed by server ${String(r.closedByServer)}, got ${JSON.stringify(r.text.slice(0, 80))}`,
+      )
     }
   }
 
@@ -262,7 +274,9 @@ test('a Cookie is never sent upstream on a shared fill, and the stored copy serv
   )
   const proxy = await startProxy(t, { upstream: origin.url })
 
-  const alice = await get(proxy.url('/shared'), { headers: { cookie: 'session=alice-secret', 'proxy-authorization': 'Basic cHJveHk6cHc=' } })
+  const alice = await get(proxy.url('/shared'), {
+    headers: { cookie: 'session=alice-secret', 'proxy-authorization': 'Basic cHJveHk6cHc=' },
+  })
   const bob = await get(proxy.url('/shared'), { headers: { cookie: 'session=bob-secret' } })
 
   assert.equal(origin.count('/shared'), 1)
@@ -274,10 +288,12 @@ test('a Cookie is never sent upstream on a shared fill, and the stored copy serv
   assert.match(bob.headers['cache-status'] ?? '', /^cachemir; hit/)
 })
 
-test('Authorization goes only to its route\'s own upstream: never to another route\'s, not along a redirect, not on a fill it found running', async (t) => {
+test("Authorization goes only to its route's own upstream: never to another route's, not along a redirect, not on a fill it found running", async (t) => {
   const release = gate(t)
   const b = await startOrigin(t, (req, res) =>
-    sendBody(req, res, Buffer.from(`B saw ${String(req.headers.authorization ?? 'nothing')}`), { headers: { 'cache-control': 'max-age=60' } }),
+    sendBody(req, res, Buffer.from(`B saw ${String(req.headers.authorization ?? 'nothing')}`), {
+      headers: { 'cache-control': 'max-age=60' },
+    }),
   )
   const a = await startOrigin(t, async (req, res) => {
     if (req.url === '/a-root/to-b') {
@@ -287,7 +303,9 @@ test('Authorization goes only to its route\'s own upstream: never to another rou
       return
     }
     if (req.url === '/a-root/slow' && req.headers.authorization === undefined) await release.promise
-    await sendBody(req, res, Buffer.from(`A saw ${String(req.headers.authorization ?? 'nothing')}`), { headers: { 'cache-control': 'public, max-age=60' } })
+    await sendBody(req, res, Buffer.from(`A saw ${String(req.headers.authorization ?? 'nothing')}`), {
+      headers: { 'cache-control': 'public, max-age=60' },
+    })
   })
   const proxy = await startRoutedProxy(t, [
     { prefix: '/a/', upstreams: [`${a.url}/a-root/`] },
@@ -300,7 +318,11 @@ test('Authorization goes only to its route\'s own upstream: never to another rou
   // An anonymous fill is running when the authorized request for the same URL arrives.
   const anonymous = get(proxy.url('/a/slow'))
   await until(() => a.count('/a-root/slow') === 1, 'the anonymous fill reached the origin')
-  const authed = await within(get(proxy.url('/a/slow'), { headers: auth }), WAIT_MS, 'the authorized request is not held by the anonymous fill')
+  const authed = await within(
+    get(proxy.url('/a/slow'), { headers: auth }),
+    WAIT_MS,
+    'the authorized request is not held by the anonymous fill',
+  )
   release.open()
   const anon = await within(anonymous, WAIT_MS, 'the anonymous fill')
 
@@ -314,7 +336,7 @@ test('Authorization goes only to its route\'s own upstream: never to another rou
     [undefined, 'Bearer alice-token'],
     'one anonymous fill and one separate authorized request',
   )
-  assert.equal(b.count(), 0, 'the other route\'s upstream never saw a request, with or without credentials')
+  assert.equal(b.count(), 0, "the other route's upstream never saw a request, with or without credentials")
 })
 
 test('CONNECT gets a 4xx response, opens no tunnel to the host it names or to the origin, and does not keep the mirror from closing', async (t) => {
@@ -327,8 +349,13 @@ test('CONNECT gets a 4xx response, opens no tunnel to the host it names or to th
   const answers: string[] = []
   for (const target of targets) {
     // Bytes a tunnel would carry follow the request at once, as a TLS ClientHello would.
-    const r = await within(rawExchange(mirror.port, [`CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n\r\n`, 'GET /tunnelled HTTP/1.1\r\n\r\n']), WAIT_MS, target)
-    if (!(r.status >= 400 && r.status < 500)) answers.push(`CONNECT ${target} -> ${r.status === 0 ? 'no response' : r.status} ${JSON.stringify(r.text.slice(0, 80))}`)
+    const r = await within(
+      rawExchange(mirror.port, [`CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n\r\n`, 'GET /tunnelled HTTP/1.1\r\n\r\n']),
+      WAIT_MS,
+      target,
+    )
+    if (!(r.status >= 400 && r.status < 500))
+      answers.push(`CONNECT ${target} -> ${r.status === 0 ? 'no response' : r.status} ${JSON.stringify(r.text.slice(0, 80))}`)
   }
   // A client that reads the answer but never closes its side of the connection.
   const lingering = connect({ port: mirror.port, host: '127.0.0.1', allowHalfOpen: true })
@@ -368,7 +395,9 @@ test('refused WebSocket upgrades from clients that never close their side do not
     s.on('error', () => {})
     let got = ''
     s.on('data', (c: Buffer) => (got += c.toString('latin1')))
-    s.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${mirror.port}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`)
+    s.write(
+      `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${mirror.port}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`,
+    )
     await until(() => got.includes('\r\n\r\n'), `the answer to the upgrade of ${path}`, WAIT_MS)
     answers.push(statusOf(got))
   }

@@ -88,7 +88,11 @@ test('slow-loris connections trickling their headers do not hold up other client
 
   // Meanwhile: misses all at once, then hits one after another for as long as the trickle goes
   // on (about three seconds), each within a generous bound.
-  const misses = await within(Promise.all(Array.from({ length: 10 }, (_, i) => get(proxy.url(`/miss${i}.bin`)))), 5000, 'ten misses during the slow-loris')
+  const misses = await within(
+    Promise.all(Array.from({ length: 10 }, (_, i) => get(proxy.url(`/miss${i}.bin`)))),
+    5000,
+    'ten misses during the slow-loris',
+  )
   const served: Fetched[] = []
   for (let i = 0; i < 400 && sent < 15; i++) {
     served.push(await within(get(proxy.url('/hit.bin')), 2000, `hit ${i} during the slow-loris`))
@@ -115,7 +119,10 @@ test('ten clients that open a 32 MiB hit and never read hold little memory and d
   const size = 32 * MiB
   const big = makeBody(size, 2)
   const small = makeBody(2 * KiB, 3)
-  const origin = await startOrigin(t, serveStatic({ '/big.bin': { body: big, headers: CACHEABLE }, '/small.bin': { body: small, headers: CACHEABLE } }))
+  const origin = await startOrigin(
+    t,
+    serveStatic({ '/big.bin': { body: big, headers: CACHEABLE }, '/small.bin': { body: small, headers: CACHEABLE } }),
+  )
   const proxy = await startProxy(t, { upstream: origin.url })
 
   // Store both, then read each once as a hit so lazily allocated pools are not counted as growth.
@@ -177,7 +184,10 @@ test('ten clients that open a 32 MiB hit and never read hold little memory and d
     WAIT_MS,
     'the first bytes waiting for each stalled client',
   )
-  assert.deepEqual(heads, stalled.map(() => 'HTTP/1.1 200'))
+  assert.deepEqual(
+    heads,
+    stalled.map(() => 'HTTP/1.1 200'),
+  )
   for (const s of stalled) s.destroy()
   assertBody(await within(get(proxy.url('/small.bin')), WAIT_MS, 'after the stalled clients left'), small, 'afterwards')
 })
@@ -186,7 +196,10 @@ test('clients vanishing in the middle of hits leave concurrent readers and the e
   // One body streamed from disk (larger than 8 MiB) and one held in memory.
   const onDisk = makeBody(12 * MiB, 4)
   const inMemory = makeBody(3 * MiB, 5)
-  const origin = await startOrigin(t, serveStatic({ '/disk.bin': { body: onDisk, headers: CACHEABLE }, '/mem.bin': { body: inMemory, headers: CACHEABLE } }))
+  const origin = await startOrigin(
+    t,
+    serveStatic({ '/disk.bin': { body: onDisk, headers: CACHEABLE }, '/mem.bin': { body: inMemory, headers: CACHEABLE } }),
+  )
   const proxy = await startProxy(t, { upstream: origin.url })
   assertBody(await get(proxy.url('/disk.bin')), onDisk, 'fill disk')
   assertBody(await get(proxy.url('/mem.bin')), inMemory, 'fill memory')

@@ -96,7 +96,10 @@ async function flipMiddle(path: string, length: number): Promise<void> {
 test('a disk that fills up mid-fill: the client still gets the whole body, nothing partial is stored, one warning, and serving goes on', async (t) => {
   const big = makeBody(4 * MiB, 1)
   const small = makeBody(10 * KiB, 2)
-  const origin = await startOrigin(t, serveStatic({ '/big.bin': { body: big, headers: CACHEABLE }, '/small.bin': { body: small, headers: CACHEABLE } }))
+  const origin = await startOrigin(
+    t,
+    serveStatic({ '/big.bin': { body: big, headers: CACHEABLE }, '/small.bin': { body: small, headers: CACHEABLE } }),
+  )
   let proxy: Proxy | undefined
   const mounted = await mountTmpfs(t, '1m', async () => {
     await proxy?.close()
@@ -122,11 +125,7 @@ test('a disk that fills up mid-fill: the client still gets the whole body, nothi
 
   assertBody(first, big, 'the client whose fill hit the full disk')
   assert.deepEqual(tempsAfterFirst, [], 'no partial body left behind')
-  assert.equal(
-    writeWarnings.length,
-    1,
-    `one warning about the cache write; level-40 lines: ${JSON.stringify(warnings.map((l) => l.msg))}`,
-  )
+  assert.equal(writeWarnings.length, 1, `one warning about the cache write; level-40 lines: ${JSON.stringify(warnings.map((l) => l.msg))}`)
   assertBody(second, big, 'the next request')
   assert.doesNotMatch(cacheStatus(second), /hit/, 'nothing partial was stored: the next request is not a hit')
   assert.equal(origin.count('/big.bin'), 2, 'the next request went to the origin again')
@@ -160,11 +159,7 @@ test('a disk that fills up under a fill followed by several clients, one of them
   // The temp file cannot grow past 1 MiB: by the time 1.5 MiB have reached a client, the disk is full.
   const midway = await within(getFirstBytes(p.url('/big.bin'), 1536 * KiB), WAIT_MS, 'a client past the point where the disk filled')
   const late = get(p.url('/big.bin'))
-  const results = await within(
-    Promise.all([starter.rest(), early, slow, midway.rest(), late]),
-    WAIT_MS * 3,
-    'every client to finish',
-  )
+  const results = await within(Promise.all([starter.rest(), early, slow, midway.rest(), late]), WAIT_MS * 3, 'every client to finish')
   await until(() => p.mirror.fills.size === 0, 'the fills to finish', WAIT_MS)
 
   for (const [i, r] of results.entries()) assertBody(r, big, `client ${i}`)

@@ -27,7 +27,17 @@ import { KiB } from './support.js'
 
 const WAIT_MS = 10_000
 const CACHEABLE = { 'cache-control': 'max-age=3600', 'content-type': 'application/octet-stream' }
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'proxy-authenticate', 'te', 'trailer', 'transfer-encoding', 'upgrade'])
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authorization',
+  'proxy-authenticate',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+])
 
 const run = promisify(execFile)
 
@@ -70,7 +80,14 @@ async function startForwardProxy(t: TestContext, tunnelTo?: string): Promise<For
       return
     }
     const forward = httpRequest(
-      { host: target.hostname, port: target.port, path: target.pathname + target.search, method: req.method, headers: withoutHopByHop(req.headers), agent: false },
+      {
+        host: target.hostname,
+        port: target.port,
+        path: target.pathname + target.search,
+        method: req.method,
+        headers: withoutHopByHop(req.headers),
+        agent: false,
+      },
       (upstream) => {
         res.writeHead(upstream.statusCode ?? 502, withoutHopByHop(upstream.headers))
         upstream.pipe(res)
@@ -129,10 +146,46 @@ async function makePki(t: TestContext): Promise<Pki> {
   const dir = await makeTempDir(t, 'cachemir-pki-')
   const at = (name: string): string => join(dir, name)
   const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes']
-  await run('openssl', ['req', '-x509', ...ec, '-keyout', at('ca.key'), '-out', at('ca.pem'), '-days', '2', '-subj', '/CN=cachemir test CA', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign'])
+  await run('openssl', [
+    'req',
+    '-x509',
+    ...ec,
+    '-keyout',
+    at('ca.key'),
+    '-out',
+    at('ca.pem'),
+    '-days',
+    '2',
+    '-subj',
+    '/CN=cachemir test CA',
+    '-addext',
+    'basicConstraints=critical,CA:TRUE',
+    '-addext',
+    'keyUsage=critical,keyCertSign,cRLSign',
+  ])
   await run('openssl', ['req', '-new', ...ec, '-keyout', at('server.key'), '-out', at('server.csr'), '-subj', '/CN=127.0.0.1'])
-  await writeFile(at('server.ext'), 'subjectAltName=IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n')
-  await run('openssl', ['x509', '-req', '-in', at('server.csr'), '-CA', at('ca.pem'), '-CAkey', at('ca.key'), '-set_serial', '1', '-days', '2', '-out', at('server.pem'), '-extfile', at('server.ext')])
+  await writeFile(
+    at('server.ext'),
+    'subjectAltName=IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n',
+  )
+  await run('openssl', [
+    'x509',
+    '-req',
+    '-in',
+    at('server.csr'),
+    '-CA',
+    at('ca.pem'),
+    '-CAkey',
+    at('ca.key'),
+    '-set_serial',
+    '1',
+    '-days',
+    '2',
+    '-out',
+    at('server.pem'),
+    '-extfile',
+    at('server.ext'),
+  ])
   return { caPath: at('ca.pem'), key: await readFile(at('server.key'), 'utf8'), cert: await readFile(at('server.pem'), 'utf8') }
 }
 
@@ -187,7 +240,10 @@ test('with HTTP_PROXY and NO_PROXY=127.0.0.1 the forward proxy is bypassed', asy
   const origin = await startOrigin(t, serveStatic({ '/base/x': { body, headers: CACHEABLE } }))
   const forward = await startForwardProxy(t)
   const cacheDir = await makeTempDir(t, 'cachemir-proxy-env-')
-  const proxy = await startProxyProcess(t, ['--upstream', `${origin.url}/base/`, '--cache-dir', cacheDir], { HTTP_PROXY: forward.url, NO_PROXY: '127.0.0.1' })
+  const proxy = await startProxyProcess(t, ['--upstream', `${origin.url}/base/`, '--cache-dir', cacheDir], {
+    HTTP_PROXY: forward.url,
+    NO_PROXY: '127.0.0.1',
+  })
 
   const r = await within(get(proxy.url('/x')), WAIT_MS, 'a GET with the proxy bypassed')
   assertBody(r, body, 'direct')
@@ -198,7 +254,9 @@ test('with HTTP_PROXY and NO_PROXY=127.0.0.1 the forward proxy is bypassed', asy
 })
 
 test('with HTTP_PROXY set, a POST passed through by the real binary also goes through the forward proxy', async (t) => {
-  const origin = await startOrigin(t, (req, res) => sendBody(req, res, Buffer.from(`posted ${req.url ?? ''}`), { headers: { 'content-type': 'text/plain' } }))
+  const origin = await startOrigin(t, (req, res) =>
+    sendBody(req, res, Buffer.from(`posted ${req.url ?? ''}`), { headers: { 'content-type': 'text/plain' } }),
+  )
   const forward = await startForwardProxy(t)
   const cacheDir = await makeTempDir(t, 'cachemir-proxy-env-')
   const proxy = await startProxyProcess(t, ['--upstream', `${origin.url}/base/`, '--cache-dir', cacheDir], { HTTP_PROXY: forward.url })
@@ -221,7 +279,10 @@ test('an https upstream with a certificate from a private CA: 502 without --ca-f
   assert.equal(refused.status, 502, refused.body.toString())
   assert.match(refused.headers['content-type'] ?? '', /^text\/plain/)
   assert.ok(refused.body.length > 0 && refused.body.length < 512, `short body, got ${refused.body.length} bytes`)
-  assert.ok(refused.body.toString().includes(`${origin.url}/base/x`), `the body names the upstream URL: ${JSON.stringify(refused.body.toString())}`)
+  assert.ok(
+    refused.body.toString().includes(`${origin.url}/base/x`),
+    `the body names the upstream URL: ${JSON.stringify(refused.body.toString())}`,
+  )
   assert.doesNotMatch(cacheStatus(refused), /hit|stored/)
   assert.equal(origin.requests.length, 0, 'no request got past the TLS handshake')
   await untrusting.close()
@@ -233,7 +294,10 @@ test('an https upstream with a certificate from a private CA: 502 without --ca-f
   const hit = await get(trusting.url('/x'))
   assertBody(hit, body, 'hit')
   assert.match(cacheStatus(hit), /^cachemir; hit/)
-  assert.deepEqual(origin.requests.map((r) => r.url), ['/base/x'])
+  assert.deepEqual(
+    origin.requests.map((r) => r.url),
+    ['/base/x'],
+  )
 })
 
 test('with --ca-file, a POST passed through to the https upstream from a private CA is trusted too', async (t) => {
@@ -245,7 +309,10 @@ test('with --ca-file, a POST passed through to the https upstream from a private
   assert.equal(posted.status, 200, `POST with --ca-file: ${posted.body.toString()}`)
   assert.equal(posted.body.toString(), 'posted')
   assert.match(cacheStatus(posted), /fwd=method/)
-  assert.deepEqual(origin.requests.map((r) => `${r.method} ${r.url}`), ['POST /base/x'])
+  assert.deepEqual(
+    origin.requests.map((r) => `${r.method} ${r.url}`),
+    ['POST /base/x'],
+  )
 })
 
 test('with HTTPS_PROXY set, an https upstream from a private CA is reached through a CONNECT tunnel and trusted with --ca-file', async (t) => {
@@ -262,7 +329,10 @@ test('with HTTPS_PROXY set, an https upstream from a private CA is reached throu
   assert.deepEqual(forward.seen, [`CONNECT ${hostPort}`], 'the mirror tunnelled through the forward proxy')
   assertBody(r, body, 'through the tunnel')
   assert.equal(cacheStatus(r), 'cachemir; fwd=miss; stored')
-  assert.deepEqual(origin.requests.map((q) => q.url), ['/base/x'])
+  assert.deepEqual(
+    origin.requests.map((q) => q.url),
+    ['/base/x'],
+  )
   assert.equal(await within(proxy.kill('SIGTERM'), WAIT_MS, 'exit after SIGTERM'), 0)
 })
 
@@ -289,7 +359,10 @@ test('SIGTERM with --shutdown-grace 500ms and responses that never finish in fli
   assert.equal(code, 0, proxy.output().slice(-2000))
   assert.match(proxy.output(), /"graceMs":500\b/, 'the shutdown log line names the configured grace')
 
-  for (const [name, client] of [['fill', fill], ['pass-through', pass]] as const) {
+  for (const [name, client] of [
+    ['fill', fill],
+    ['pass-through', pass],
+  ] as const) {
     const r = await within(client.rest(), WAIT_MS, `the ${name} client to see the end`)
     assert.equal(r.complete, false, `${name}: the unfinished response must not end cleanly`)
     assert.ok(r.body.length < body.length, `${name}: got ${r.body.length} of ${body.length} bytes`)

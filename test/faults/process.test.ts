@@ -64,7 +64,11 @@ test('kill -9 during twenty concurrent fills: after a restart every object is wh
   // 1.5 s in, the rest are caught mid-fill.
   const files: Record<string, StaticFile> = {}
   paths.forEach((path, i) => {
-    files[path] = { body: bodies.get(path) as Buffer, headers: FRESH_FOR_AN_HOUR, send: { bytesPerSecond: Math.floor(size / (0.25 + i * 0.2)) } }
+    files[path] = {
+      body: bodies.get(path) as Buffer,
+      headers: FRESH_FOR_AN_HOUR,
+      send: { bytesPerSecond: Math.floor(size / (0.25 + i * 0.2)) },
+    }
   })
   const origin = await startOrigin(t, serveStatic(files))
   const cacheDir = await makeTempDir(t, 'cachemir-kill-')
@@ -76,7 +80,11 @@ test('kill -9 during twenty concurrent fills: after a restart every object is wh
     for (const c of clients) await c.abort()
   })
   // Forty clients, two per object, all at once.
-  const opened = await within(Promise.all([...paths, ...paths].map((path) => getFirstBytes(a.url(path), 1))), WAIT_MS, 'forty clients to get their first bytes')
+  const opened = await within(
+    Promise.all([...paths, ...paths].map((path) => getFirstBytes(a.url(path), 1))),
+    WAIT_MS,
+    'forty clients to get their first bytes',
+  )
   clients.push(...opened)
   await sleep(1500)
   const leftovers = await tempFilesIn(cacheDir)
@@ -91,10 +99,14 @@ test('kill -9 during twenty concurrent fills: after a restart every object is wh
     assert.equal(r.status, 200, path)
     if (!r.complete) return
     complete++
-    if (sha256(r.body) !== sha256(bodies.get(path) as Buffer)) wrong.push(`${path}: complete with ${r.body.length} bytes and the wrong digest`)
+    if (sha256(r.body) !== sha256(bodies.get(path) as Buffer))
+      wrong.push(`${path}: complete with ${r.body.length} bytes and the wrong digest`)
   })
   assert.deepEqual(wrong, [], 'no client of the killed process got a complete but wrong body')
-  assert.ok(complete > 0 && complete < firstRound.length, `the kill landed mid-way: ${complete} of ${firstRound.length} responses had completed`)
+  assert.ok(
+    complete > 0 && complete < firstRound.length,
+    `the kill landed mid-way: ${complete} of ${firstRound.length} responses had completed`,
+  )
   assert.ok(leftovers.length > 0, 'partial bodies were on disk at the kill')
 
   // The restarted process serves at full speed.
@@ -105,11 +117,19 @@ test('kill -9 during twenty concurrent fills: after a restart every object is wh
   const tempsWhenReady = await tempFilesIn(cacheDir)
   const metasWhenReady = await metaFiles(cacheDir)
 
-  assert.deepEqual(tempsWhenReady.map((f) => f.name), [], 'no temp files once the index is complete')
+  assert.deepEqual(
+    tempsWhenReady.map((f) => f.name),
+    [],
+    'no temp files once the index is complete',
+  )
   assert.equal(ready.store.diskEntries, metasWhenReady, 'diskEntries equals the .meta files on disk')
   assert.ok(metasWhenReady > 0 && metasWhenReady < paths.length, `some objects were stored before the kill, some not: ${metasWhenReady}`)
 
-  const again = await within(Promise.all([...paths, ...paths].map((path) => get(b.url(path)))), WAIT_MS * 2, 'every object from the restarted process')
+  const again = await within(
+    Promise.all([...paths, ...paths].map((path) => get(b.url(path)))),
+    WAIT_MS * 2,
+    'every object from the restarted process',
+  )
   const bad: string[] = []
   again.forEach((r, i) => {
     const path = [...paths, ...paths][i] as string
@@ -130,7 +150,10 @@ test('kill -9 during twenty concurrent fills: after a restart every object is wh
   const settled = await healthWhen(b, 'all twenty entries on disk', (h) => h.fills.active === 0 && h.store.diskEntries === paths.length)
   assert.equal(await metaFiles(cacheDir), paths.length)
   assert.equal(settled.store.diskEntries, paths.length)
-  assert.deepEqual((await tempFilesIn(cacheDir)).map((f) => f.name), [])
+  assert.deepEqual(
+    (await tempFilesIn(cacheDir)).map((f) => f.name),
+    [],
+  )
   const hitsNow = await Promise.all(paths.map((path) => get(b.url(path))))
   hitsNow.forEach((r, i) => {
     const path = paths[i] as string
@@ -168,7 +191,13 @@ function slowReader(url: string, bytesPerSecond: number): SlowReader {
       const finish = (complete: boolean): void => {
         if (timer !== undefined) clearTimeout(timer)
         req.destroy()
-        resolve({ status: res.statusCode ?? 0, headers: res.headers as Record<string, string>, rawHeaders: res.rawHeaders, body: Buffer.concat(chunks), complete })
+        resolve({
+          status: res.statusCode ?? 0,
+          headers: res.headers as Record<string, string>,
+          rawHeaders: res.rawHeaders,
+          body: Buffer.concat(chunks),
+          complete,
+        })
       }
       res.on('data', (chunk: Buffer) => {
         chunks.push(chunk)
@@ -219,7 +248,13 @@ test('SIGTERM with fills, pass-throughs and a slow hit in flight: every client g
   })
   // Two clients on each fill, one on each pass-through, and a client reading a hit slowly.
   const inFlightPaths = [...fillPaths, ...fillPaths, ...passPaths]
-  clients.push(...(await within(Promise.all(inFlightPaths.map((path) => getFirstBytes(a.url(path), 1))), WAIT_MS, 'first bytes of every in-flight response')))
+  clients.push(
+    ...(await within(
+      Promise.all(inFlightPaths.map((path) => getFirstBytes(a.url(path), 1))),
+      WAIT_MS,
+      'first bytes of every in-flight response',
+    )),
+  )
   const slowHit = slowReader(a.url('/stored.bin'), MiB)
   await within(slowHit.started, WAIT_MS, 'the slow hit to start')
 
@@ -232,9 +267,11 @@ test('SIGTERM with fills, pass-throughs and a slow hit in flight: every client g
   results.forEach((r, i) => {
     const path = inFlightPaths[i] as string
     const body = bodies.get(path) as Buffer
-    if (r.status !== 200 || !r.complete || sha256(r.body) !== sha256(body)) broken.push(`${path}: ${r.status} complete=${String(r.complete)} ${r.body.length} bytes (${String(r.error)})`)
+    if (r.status !== 200 || !r.complete || sha256(r.body) !== sha256(body))
+      broken.push(`${path}: ${r.status} complete=${String(r.complete)} ${r.body.length} bytes (${String(r.error)})`)
   })
-  if (!slowResult.complete || sha256(slowResult.body) !== sha256(stored)) broken.push(`slow hit: complete=${String(slowResult.complete)} ${slowResult.body.length} bytes`)
+  if (!slowResult.complete || sha256(slowResult.body) !== sha256(stored))
+    broken.push(`slow hit: complete=${String(slowResult.complete)} ${slowResult.body.length} bytes`)
   assert.deepEqual(broken, [], 'every in-flight client got its whole body')
   assert.equal(code, 0, a.output().slice(-2000))
   for (const path of fillPaths) assert.match(cacheStatus(results[fillPaths.indexOf(path)] as Fetched), /stored/, path)

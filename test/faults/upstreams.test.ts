@@ -199,7 +199,9 @@ test('a failed upstream is not contacted during its back-off, is probed again af
 
 test('a first upstream answering 500 is skipped for the second; its 500 never reaches the client', async (t) => {
   const body = makeBody(64 * KiB, 2)
-  const broken = await startOrigin(t, (req, res) => sendBody(req, res, Buffer.from('first exploded'), { status: 500, headers: { 'content-type': 'text/plain' } }))
+  const broken = await startOrigin(t, (req, res) =>
+    sendBody(req, res, Buffer.from('first exploded'), { status: 500, headers: { 'content-type': 'text/plain' } }),
+  )
   const good = await startOrigin(t, serveStatic({ '/a.bin': { body, headers: CACHEABLE } }))
   const proxy = await startProxy(t, { upstream: [`${broken.url}/`, `${good.url}/`] })
 
@@ -290,7 +292,11 @@ test('every upstream failing (one refusing, one silent): a stale cached copy is 
   const body = makeBody(128 * KiB, 4)
   const origin = await startOrigin(t, serveStatic({ '/s.bin': { body, headers: { 'cache-control': 'max-age=60' } } }))
   const silent = await startTcpSink(t)
-  const proxy = await startProxy(t, { upstream: [`${origin.url}/`, `http://127.0.0.1:${silent.port}/`], headersTimeout: '300ms', now: () => clock })
+  const proxy = await startProxy(t, {
+    upstream: [`${origin.url}/`, `http://127.0.0.1:${silent.port}/`],
+    headersTimeout: '300ms',
+    now: () => clock,
+  })
 
   const fill = await get(proxy.url('/s.bin'))
   assertBody(fill, body, 'fill')
@@ -359,7 +365,7 @@ test('per-route timeouts: a route with a 300 ms headers limit gets 504 from a sl
   assert.equal(origin.count('/p/a'), 1)
 })
 
-test('the --headers-timeout flag wins over the config file\'s global timeouts, and a route\'s own timeouts win over the flag', async (t) => {
+test("the --headers-timeout flag wins over the config file's global timeouts, and a route's own timeouts win over the flag", async (t) => {
   const origin = await startOrigin(t, (req, res) =>
     sendBody(req, res, Buffer.from(`slow ${req.url ?? ''}`), { headers: CACHEABLE, firstByteDelayMs: 1000 }),
   )
@@ -376,14 +382,14 @@ test('the --headers-timeout flag wins over the config file\'s global timeouts, a
   )
 
   const global = await within(get(proxy.url('/global/a')), WAIT_MS, 'the route under the flag')
-  assertBody(global, 'slow /g/a', '/global/a: the 5 s flag, not the file\'s 300 ms')
+  assertBody(global, 'slow /g/a', "/global/a: the 5 s flag, not the file's 300 ms")
   const own = await within(get(proxy.url('/own/a')), WAIT_MS, 'the route with its own limit')
-  assertShortTextError(own, 504, '/own/a: the route\'s 300 ms')
+  assertShortTextError(own, 504, "/own/a: the route's 300 ms")
   assert.equal(origin.count('/g/a'), 1)
   assert.equal(origin.count('/o/a'), 1)
 })
 
-test('without followRedirects a redirect goes to the client: a Location into the route\'s upstream becomes the mirror path, others pass unchanged', async (t) => {
+test("without followRedirects a redirect goes to the client: a Location into the route's upstream becomes the mirror path, others pass unchanged", async (t) => {
   let base = ''
   const origin = await startOrigin(t, (req, res) => {
     const locations: Record<string, string> = {
@@ -415,17 +421,21 @@ test('without followRedirects a redirect goes to the client: a Location into the
   assert.equal(origin.count(), cases.length)
 })
 
-test('with followRedirects the client gets the target\'s body, stored under the requested URL; a redirect out of the route is passed on', async (t) => {
+test("with followRedirects the client gets the target's body, stored under the requested URL; a redirect out of the route is passed on", async (t) => {
   const body = makeBody(64 * KiB, 6)
   let base = ''
   const origin = await startOrigin(t, (req, res) => {
-    if (req.url === '/base/moved') return sendBody(req, res, Buffer.from('redirecting'), { status: 302, headers: { location: `${base}/base/target` } })
-    if (req.url === '/base/away') return sendBody(req, res, Buffer.from('redirecting'), { status: 302, headers: { location: 'http://elsewhere.invalid/base/target' } })
+    if (req.url === '/base/moved')
+      return sendBody(req, res, Buffer.from('redirecting'), { status: 302, headers: { location: `${base}/base/target` } })
+    if (req.url === '/base/away')
+      return sendBody(req, res, Buffer.from('redirecting'), { status: 302, headers: { location: 'http://elsewhere.invalid/base/target' } })
     if (req.url === '/base/target') return sendBody(req, res, body, { headers: CACHEABLE })
     return sendBody(req, res, Buffer.from('not found'), { status: 404 })
   })
   base = origin.url
-  const proxy = await startConfiguredProxy(t, { routes: [{ prefix: '/prefix/', upstreams: [`${origin.url}/base/`], followRedirects: true }] })
+  const proxy = await startConfiguredProxy(t, {
+    routes: [{ prefix: '/prefix/', upstreams: [`${origin.url}/base/`], followRedirects: true }],
+  })
 
   const first = await within(get(proxy.url('/prefix/moved')), WAIT_MS, 'the followed redirect')
   assertBody(first, body, 'followed redirect')
@@ -453,7 +463,9 @@ test('with followRedirects a redirect chain or loop stops after 5 hops: the clie
     return sendBody(req, res, Buffer.from('redirecting'), { status: 302, headers: { location } })
   })
   base = origin.url
-  const proxy = await startConfiguredProxy(t, { routes: [{ prefix: '/prefix/', upstreams: [`${origin.url}/base/`], followRedirects: true }] })
+  const proxy = await startConfiguredProxy(t, {
+    routes: [{ prefix: '/prefix/', upstreams: [`${origin.url}/base/`], followRedirects: true }],
+  })
 
   const chain = await within(get(proxy.url('/prefix/hop0')), WAIT_MS, 'the redirect chain')
   assert.equal(chain.status, 302)

@@ -67,7 +67,7 @@ async function open(url: string, opts: GetOptions): Promise<Opened> {
   const client = new Client(target.origin, { headersTimeout: timeoutMs, bodyTimeout: timeoutMs })
   const options: Dispatcher.RequestOptions = {
     path: target.pathname + target.search,
-    method: (opts.method ?? 'GET'),
+    method: opts.method ?? 'GET',
     responseHeaders: 'raw',
   }
   if (opts.headers !== undefined) options.headers = opts.headers

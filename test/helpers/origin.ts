@@ -128,12 +128,7 @@ export interface SendOptions {
  * HEAD gets headers only (with the full Content-Length). Resolves when the response is
  * finished, aborted, stalled-then-closed, or the client went away; all timers are cleared.
  */
-export async function sendBody(
-  req: IncomingMessage,
-  res: ServerResponse,
-  body: Buffer,
-  opts: SendOptions = {},
-): Promise<void> {
+export async function sendBody(req: IncomingMessage, res: ServerResponse, body: Buffer, opts: SendOptions = {}): Promise<void> {
   let closed = res.destroyed
   const timers = new Set<NodeJS.Timeout>()
   const wakers = new Set<() => void>()

@@ -146,7 +146,11 @@ export async function startProxyProcess(t: TestContext, args: string[], env: Rec
 }
 
 /** Runs the CLI to completion (for start-up errors); returns exit code and output. */
-export async function runCli(args: string[], env: Record<string, string> = {}, timeoutMs = 10_000): Promise<{ code: number | string; stdout: string; stderr: string }> {
+export async function runCli(
+  args: string[],
+  env: Record<string, string> = {},
+  timeoutMs = 10_000,
+): Promise<{ code: number | string; stdout: string; stderr: string }> {
   const child = spawn(process.execPath, [CLI, ...args], {
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

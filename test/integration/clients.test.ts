@@ -76,7 +76,10 @@ test('a WebSocket upgrade is passed through to the upstream and the tunnel carri
   socket.write('GET /chat HTTP/1.1\r\nHost: mirror\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n')
   let received = ''
   socket.on('data', (d: Buffer) => (received += d.toString()))
-  await waitFor(() => received.includes('\r\n\r\n'), () => received)
+  await waitFor(
+    () => received.includes('\r\n\r\n'),
+    () => received,
+  )
   assert.match(received, /^HTTP\/1\.1 101/)
   assert.match(received, /x-path: \/base\/chat/i)
   socket.write('hello')

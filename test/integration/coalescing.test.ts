@@ -256,7 +256,11 @@ test('memory stays flat while ten clients, some stalled, follow one 64 MiB fill'
   const stalledRelease = gate(t)
   const fast = Array.from({ length: 7 }, () => streamingGet(t, proxy.url('/huge.img')))
   const stalled = Array.from({ length: 3 }, () => streamingGet(t, proxy.url('/huge.img'), stalledRelease.promise))
-  await until(() => proxy.mirror.fills.counters.joined === joinedBefore + 9 || origin.count('/huge.img') > 1, 'ten clients on one fill', WAIT_MS)
+  await until(
+    () => proxy.mirror.fills.counters.joined === joinedBefore + 9 || origin.count('/huge.img') > 1,
+    'ten clients on one fill',
+    WAIT_MS,
+  )
   release.open()
 
   const fastResults = await within(Promise.all(fast.map((c) => c.done)), 30_000, 'fast clients')

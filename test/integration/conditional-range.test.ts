@@ -155,7 +155,10 @@ for (const tier of TIERS) {
       ['If-None-Match with another ETag', { 'if-none-match': '"other"' }],
       ['If-Modified-Since before Last-Modified', { 'if-modified-since': new Date(LAST_MODIFIED_MS - 86_400_000).toUTCString() }],
       // If-None-Match decides when both are present (RFC 9110 §13.1.3).
-      ['If-None-Match with another ETag and a matching If-Modified-Since', { 'if-none-match': '"other"', 'if-modified-since': LAST_MODIFIED }],
+      [
+        'If-None-Match with another ETag and a matching If-Modified-Since',
+        { 'if-none-match': '"other"', 'if-modified-since': LAST_MODIFIED },
+      ],
     ]
     for (const [name, headers] of modified) {
       await t.test(`${name} gets the full 200`, async () => {
@@ -203,8 +206,20 @@ for (const tier of TIERS) {
     }
 
     const multi: readonly [string, (readonly [number, number])[]][] = [
-      ['bytes=0-1,5-6', [[0, 1], [5, 6]]],
-      [`bytes=0-0,-1`, [[0, 0], [size - 1, size - 1]]],
+      [
+        'bytes=0-1,5-6',
+        [
+          [0, 1],
+          [5, 6],
+        ],
+      ],
+      [
+        `bytes=0-0,-1`,
+        [
+          [0, 0],
+          [size - 1, size - 1],
+        ],
+      ],
     ]
     for (const [range, ranges] of multi) {
       await t.test(`${range} gets 206 multipart/byteranges with the right parts`, async () => {
@@ -260,13 +275,23 @@ for (const tier of TIERS) {
     const res = await get(proxy.url('/obj'))
     assertFull(res, tier.body)
     assertHit(res)
-    assert.deepEqual(origin.requests.map((r) => r.method), ['GET'])
+    assert.deepEqual(
+      origin.requests.map((r) => r.method),
+      ['GET'],
+    )
   })
 
   const missRanges: readonly { range: string; check: (res: Fetched) => void }[] = [
     { range: 'bytes=100-199', check: (res) => assertPartial(res, tier.body, 100, 199) },
     { range: `bytes=${size - 500}-`, check: (res) => assertPartial(res, tier.body, size - 500, size - 1) },
-    { range: 'bytes=0-1,5-6', check: (res) => assertMultipart(res, tier.body, [[0, 1], [5, 6]]) },
+    {
+      range: 'bytes=0-1,5-6',
+      check: (res) =>
+        assertMultipart(res, tier.body, [
+          [0, 1],
+          [5, 6],
+        ]),
+    },
     {
       range: `bytes=${size}-`,
       check: (res) => {

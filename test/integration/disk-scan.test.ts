@@ -22,9 +22,18 @@ async function writeEntry(cacheDir: string, key: string, id: string): Promise<{ 
   const version = bodyVersion(id, body.length)
   const bodyFile = `${hash}.${version}.body`
   const meta: EntryMeta = {
-    v: 1, key, status: 200, statusText: 'OK', headers: ['cache-control', 'max-age=3600'],
-    requestAt: 0, responseAt: 0, storedAt: 0, bodyBytes: body.length, bodyFile,
-    sha256: createHash('sha256').update(body).digest('hex'), vary: undefined,
+    v: 1,
+    key,
+    status: 200,
+    statusText: 'OK',
+    headers: ['cache-control', 'max-age=3600'],
+    requestAt: 0,
+    responseAt: 0,
+    storedAt: 0,
+    bodyBytes: body.length,
+    bodyFile,
+    sha256: createHash('sha256').update(body).digest('hex'),
+    vary: undefined,
   }
   const dir = join(cacheDir, LAYOUT_DIR, 'objects', hash.slice(0, 2))
   await mkdir(dir, { recursive: true })
@@ -71,5 +80,8 @@ test('the scan lets other callbacks run while it indexes one large bucket', asyn
 
   assert.equal(result.entries, 300)
   // Counts strictly between none and all were observed: the bucket was not indexed in one go.
-  assert.ok([...seen].some((n) => n > 0 && n < 300), `index sizes seen during the scan: ${[...seen].join(', ')}`)
+  assert.ok(
+    [...seen].some((n) => n > 0 && n < 300),
+    `index sizes seen during the scan: ${[...seen].join(', ')}`,
+  )
 })

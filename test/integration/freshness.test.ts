@@ -22,7 +22,6 @@ const DAY = 24 * HOUR
 const ETAG = '"v1"'
 const BODY = 'the stored representation'
 
-
 function httpDate(ms: number): string {
   return new Date(ms).toUTCString()
 }
@@ -175,7 +174,10 @@ for (const c of LIFETIME_CASES) {
 
 test('a no-cache response is stored but revalidated on every request', async (t) => {
   const clock = fakeClock()
-  const origin = await startOrigin(t, serveStatic({ '/nc': { body: BODY, etag: ETAG, headers: { 'cache-control': 'no-cache, max-age=3600' } } }))
+  const origin = await startOrigin(
+    t,
+    serveStatic({ '/nc': { body: BODY, etag: ETAG, headers: { 'cache-control': 'no-cache, max-age=3600' } } }),
+  )
   const proxy = await startProxy(t, { upstream: origin.url, now: clock.now })
 
   const first = await get(proxy.url('/nc'))
@@ -185,7 +187,10 @@ test('a no-cache response is stored but revalidated on every request', async (t)
     assertRevalidated(res, origin, '/nc')
     assert.equal(origin.count('/nc'), i + 1)
   }
-  assert.ok(origin.requests.slice(1).every((r) => r.headers['if-none-match'] === ETAG), 'every later request is conditional')
+  assert.ok(
+    origin.requests.slice(1).every((r) => r.headers['if-none-match'] === ETAG),
+    'every later request is conditional',
+  )
 })
 
 interface UnstoredCase {
@@ -197,7 +202,11 @@ interface UnstoredCase {
 const UNSTORED_CASES: readonly UnstoredCase[] = [
   { name: 'a no-store response is never stored', status: 200, headers: { 'cache-control': 'no-store' } },
   { name: 'a private response is not stored', status: 200, headers: { 'cache-control': 'private, max-age=60' } },
-  { name: 'a response with Set-Cookie is not stored', status: 200, headers: { 'cache-control': 'max-age=60', 'set-cookie': 'session=abc' } },
+  {
+    name: 'a response with Set-Cookie is not stored',
+    status: 200,
+    headers: { 'cache-control': 'max-age=60', 'set-cookie': 'session=abc' },
+  },
   { name: 'a 302 without explicit freshness is not stored', status: 302, headers: { location: '/elsewhere' } },
   { name: 'a 500 without explicit freshness is not stored', status: 500, headers: { 'content-type': 'text/plain' } },
 ]
@@ -286,7 +295,10 @@ test('a revalidate rule revalidates fresh content on every request', async (t) =
 
 test('a no-store rule sends every request to the origin', async (t) => {
   const clock = fakeClock()
-  const origin = await startOrigin(t, serveStatic({ '/x.nocache': { body: BODY, etag: ETAG, headers: { 'cache-control': 'max-age=3600' } } }))
+  const origin = await startOrigin(
+    t,
+    serveStatic({ '/x.nocache': { body: BODY, etag: ETAG, headers: { 'cache-control': 'max-age=3600' } } }),
+  )
   const proxy = await startRuleMirror(t, origin, clock.now)
 
   for (let i = 1; i <= 2; i++) {

@@ -24,8 +24,6 @@ const PATH = '/h'
 const ETAG = '"h1"'
 const BODY = 'hello headers'
 
-
-
 const httpDate = (ms: number): string => new Date(ms).toUTCString()
 
 /**
@@ -61,7 +59,8 @@ async function startRuleProxy(t: TestContext, origin: Origin, rules: readonly ob
 /** All lines of a field, in order, as received. */
 function lines(res: Fetched, name: string): string[] {
   const out: string[] = []
-  for (let i = 0; i + 1 < res.rawHeaders.length; i += 2) if (res.rawHeaders[i]?.toLowerCase() === name) out.push(res.rawHeaders[i + 1] ?? '')
+  for (let i = 0; i + 1 < res.rawHeaders.length; i += 2)
+    if (res.rawHeaders[i]?.toLowerCase() === name) out.push(res.rawHeaders[i + 1] ?? '')
   return out
 }
 
@@ -108,30 +107,46 @@ function storedBlock(res: Fetched): string[] {
 }
 
 const HOP_BY_HOP_HEADERS = [
-  'Cache-Control', 'max-age=60',
-  'Connection', 'x-drop',
-  'X-Drop', '1',
-  'Keep-Alive', 'timeout=99, max=7',
-  'Proxy-Authenticate', 'Basic realm="upstream"',
-  'Trailer', 'X-Checksum',
-  'Upgrade', 'h2c',
-  'X-Kept', 'yes',
+  'Cache-Control',
+  'max-age=60',
+  'Connection',
+  'x-drop',
+  'X-Drop',
+  '1',
+  'Keep-Alive',
+  'timeout=99, max=7',
+  'Proxy-Authenticate',
+  'Basic realm="upstream"',
+  'Trailer',
+  'X-Checksum',
+  'Upgrade',
+  'h2c',
+  'X-Kept',
+  'yes',
 ]
 
 const ORDERED_HEADERS = [
-  'X-Zeta', 'z',
-  'content-TYPE', 'text/plain',
-  'Cache-Control', 'max-age=60',
-  'x-Mixed-CASE', 'm',
-  'X-Multi', 'one',
-  'X-Alpha', 'a',
-  'X-Multi', 'two',
+  'X-Zeta',
+  'z',
+  'content-TYPE',
+  'text/plain',
+  'Cache-Control',
+  'max-age=60',
+  'x-Mixed-CASE',
+  'm',
+  'X-Multi',
+  'one',
+  'X-Alpha',
+  'a',
+  'X-Multi',
+  'two',
 ]
 
 function assertNoHopByHop(res: Fetched): void {
-  for (const name of ['x-drop', 'proxy-authenticate', 'trailer', 'upgrade']) assert.equal(res.headers[name], undefined, `${name} is not passed on`)
-  assert.doesNotMatch(res.headers.connection ?? '', /x-drop/i, 'the origin\'s Connection is not passed on')
-  assert.notEqual(res.headers['keep-alive'], 'timeout=99, max=7', 'the origin\'s Keep-Alive is not passed on')
+  for (const name of ['x-drop', 'proxy-authenticate', 'trailer', 'upgrade'])
+    assert.equal(res.headers[name], undefined, `${name} is not passed on`)
+  assert.doesNotMatch(res.headers.connection ?? '', /x-drop/i, "the origin's Connection is not passed on")
+  assert.notEqual(res.headers['keep-alive'], 'timeout=99, max=7', "the origin's Keep-Alive is not passed on")
   assert.equal(res.headers['x-kept'], 'yes')
 }
 
@@ -173,7 +188,7 @@ const CASES: readonly Case[] = [
     ],
   },
   {
-    name: 'an upstream cache\'s Cache-Status is kept and ours comes after it',
+    name: "an upstream cache's Cache-Status is kept and ours comes after it",
     headers: () => ['Cache-Control', 'max-age=60', 'Cache-Status', 'upstream; hit'],
     steps: [
       { at: 0, cacheStatus: 'upstream; hit, cachemir; fwd=miss; stored', originCount: 1 },
@@ -237,7 +252,12 @@ const CASES: readonly Case[] = [
     headers: () => ['CDN-Cache-Control', 'max-age=60', 'Cache-Control', 'no-store'],
     steps: [
       { at: 0, cacheStatus: MISS_STORED, originCount: 1 },
-      { at: 10, cacheStatus: 'cachemir; hit; ttl=50', originCount: 1, present: { 'cdn-cache-control': 'max-age=60', 'cache-control': 'no-store' } },
+      {
+        at: 10,
+        cacheStatus: 'cachemir; hit; ttl=50',
+        originCount: 1,
+        present: { 'cdn-cache-control': 'max-age=60', 'cache-control': 'no-store' },
+      },
       { at: 65, cacheStatus: REVALIDATED, originCount: 2, conditional: true },
     ],
   },
@@ -321,7 +341,10 @@ for (const c of CASES) {
   test(c.name, async (t) => {
     const clock = fakeClock()
     const origin = await startRawOrigin(t, clock, c.headers, c.chunked === true)
-    const proxy = c.rules === undefined ? await startProxy(t, { upstream: origin.url, now: clock.now }) : await startRuleProxy(t, origin, c.rules, clock.now)
+    const proxy =
+      c.rules === undefined
+        ? await startProxy(t, { upstream: origin.url, now: clock.now })
+        : await startRuleProxy(t, origin, c.rules, clock.now)
 
     let first: Fetched | undefined
     for (const [i, step] of c.steps.entries()) {
@@ -336,7 +359,11 @@ for (const c of CASES) {
       else assert.match(cacheStatus, step.cacheStatus, `${where}: Cache-Status`)
       assert.equal(origin.count(PATH), step.originCount, `${where}: origin requests`)
       if (step.conditional !== undefined) {
-        assert.equal(origin.requests.at(-1)?.headers['if-none-match'], step.conditional ? ETAG : undefined, `${where}: If-None-Match sent upstream`)
+        assert.equal(
+          origin.requests.at(-1)?.headers['if-none-match'],
+          step.conditional ? ETAG : undefined,
+          `${where}: If-None-Match sent upstream`,
+        )
       }
       for (const [name, value] of Object.entries(step.present ?? {})) assert.equal(res.headers[name], value, `${where}: ${name}`)
       for (const name of step.absent ?? []) assert.equal(res.headers[name], undefined, `${where}: no ${name}`)

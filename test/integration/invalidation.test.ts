@@ -39,20 +39,128 @@ interface Case {
 }
 
 const CASES: readonly Case[] = [
-  { name: 'a PATCH answered 200 invalidates the cached GET of its URL', method: 'PATCH', target: '/a', status: 200, invalidated: ['/a'], kept: ['/b'] },
-  { name: 'a PUT answered 201 invalidates the cached GET of its URL', method: 'PUT', target: '/a', status: 201, invalidated: ['/a'], kept: ['/b'] },
-  { name: 'a DELETE answered 204 invalidates the cached GET of its URL', method: 'DELETE', target: '/a', status: 204, invalidated: ['/a'], kept: ['/b'] },
-  { name: 'a POST answered with a 3xx invalidates its URL and the Location', method: 'POST', target: '/a', status: 303, headers: () => ({ location: '/b' }), invalidated: ['/a', '/b'], kept: ['/c'] },
-  { name: 'a POST on a URL with a query invalidates that URL only', method: 'POST', target: '/a?x=1', status: 200, invalidated: ['/a?x=1'], kept: ['/a', '/a?x=2'] },
-  { name: 'a relative Location (/b) is invalidated too', method: 'POST', target: '/a', status: 201, headers: () => ({ location: '/b' }), invalidated: ['/a', '/b'], kept: ['/c'] },
-  { name: 'a relative reference without a slash resolves against the target', method: 'POST', target: '/dir/a', status: 201, headers: () => ({ location: 'b' }), invalidated: ['/dir/a', '/dir/b'], kept: ['/b'] },
-  { name: 'an absolute Location on the upstream\'s origin is invalidated too', method: 'POST', target: '/a', status: 201, headers: (o) => ({ location: `${o}/b` }), invalidated: ['/a', '/b'], kept: ['/c'] },
-  { name: 'a Content-Location is invalidated too', method: 'POST', target: '/a', status: 200, headers: () => ({ 'content-location': '/c' }), invalidated: ['/a', '/c'], kept: ['/b'] },
-  { name: 'Location and Content-Location are both invalidated', method: 'PUT', target: '/a', status: 200, headers: () => ({ location: '/b', 'content-location': '/c' }), invalidated: ['/a', '/b', '/c'], kept: ['/d'] },
-  { name: 'a Location on another host does not invalidate the same path here', method: 'POST', target: '/a', status: 201, headers: () => ({ location: 'http://example.invalid/b' }), invalidated: ['/a'], kept: ['/b'] },
-  { name: 'a Location on the same host but another port does not invalidate the same path here', method: 'POST', target: '/a', status: 201, headers: () => ({ location: 'http://127.0.0.1:1/b' }), invalidated: ['/a'], kept: ['/b'] },
-  { name: 'a POST answered 400 invalidates nothing, not even its Location', method: 'POST', target: '/a', status: 400, headers: () => ({ location: '/b' }), invalidated: [], kept: ['/a', '/b'] },
-  { name: 'a POST answered 500 invalidates nothing, not even its Content-Location', method: 'POST', target: '/a', status: 500, headers: () => ({ 'content-location': '/c' }), invalidated: [], kept: ['/a', '/c'] },
+  {
+    name: 'a PATCH answered 200 invalidates the cached GET of its URL',
+    method: 'PATCH',
+    target: '/a',
+    status: 200,
+    invalidated: ['/a'],
+    kept: ['/b'],
+  },
+  {
+    name: 'a PUT answered 201 invalidates the cached GET of its URL',
+    method: 'PUT',
+    target: '/a',
+    status: 201,
+    invalidated: ['/a'],
+    kept: ['/b'],
+  },
+  {
+    name: 'a DELETE answered 204 invalidates the cached GET of its URL',
+    method: 'DELETE',
+    target: '/a',
+    status: 204,
+    invalidated: ['/a'],
+    kept: ['/b'],
+  },
+  {
+    name: 'a POST answered with a 3xx invalidates its URL and the Location',
+    method: 'POST',
+    target: '/a',
+    status: 303,
+    headers: () => ({ location: '/b' }),
+    invalidated: ['/a', '/b'],
+    kept: ['/c'],
+  },
+  {
+    name: 'a POST on a URL with a query invalidates that URL only',
+    method: 'POST',
+    target: '/a?x=1',
+    status: 200,
+    invalidated: ['/a?x=1'],
+    kept: ['/a', '/a?x=2'],
+  },
+  {
+    name: 'a relative Location (/b) is invalidated too',
+    method: 'POST',
+    target: '/a',
+    status: 201,
+    headers: () => ({ location: '/b' }),
+    invalidated: ['/a', '/b'],
+    kept: ['/c'],
+  },
+  {
+    name: 'a relative reference without a slash resolves against the target',
+    method: 'POST',
+    target: '/dir/a',
+    status: 201,
+    headers: () => ({ location: 'b' }),
+    invalidated: ['/dir/a', '/dir/b'],
+    kept: ['/b'],
+  },
+  {
+    name: "an absolute Location on the upstream's origin is invalidated too",
+    method: 'POST',
+    target: '/a',
+    status: 201,
+    headers: (o) => ({ location: `${o}/b` }),
+    invalidated: ['/a', '/b'],
+    kept: ['/c'],
+  },
+  {
+    name: 'a Content-Location is invalidated too',
+    method: 'POST',
+    target: '/a',
+    status: 200,
+    headers: () => ({ 'content-location': '/c' }),
+    invalidated: ['/a', '/c'],
+    kept: ['/b'],
+  },
+  {
+    name: 'Location and Content-Location are both invalidated',
+    method: 'PUT',
+    target: '/a',
+    status: 200,
+    headers: () => ({ location: '/b', 'content-location': '/c' }),
+    invalidated: ['/a', '/b', '/c'],
+    kept: ['/d'],
+  },
+  {
+    name: 'a Location on another host does not invalidate the same path here',
+    method: 'POST',
+    target: '/a',
+    status: 201,
+    headers: () => ({ location: 'http://example.invalid/b' }),
+    invalidated: ['/a'],
+    kept: ['/b'],
+  },
+  {
+    name: 'a Location on the same host but another port does not invalidate the same path here',
+    method: 'POST',
+    target: '/a',
+    status: 201,
+    headers: () => ({ location: 'http://127.0.0.1:1/b' }),
+    invalidated: ['/a'],
+    kept: ['/b'],
+  },
+  {
+    name: 'a POST answered 400 invalidates nothing, not even its Location',
+    method: 'POST',
+    target: '/a',
+    status: 400,
+    headers: () => ({ location: '/b' }),
+    invalidated: [],
+    kept: ['/a', '/b'],
+  },
+  {
+    name: 'a POST answered 500 invalidates nothing, not even its Content-Location',
+    method: 'POST',
+    target: '/a',
+    status: 500,
+    headers: () => ({ 'content-location': '/c' }),
+    invalidated: [],
+    kept: ['/a', '/c'],
+  },
   {
     name: 'with an upstream base path, Location /base/x invalidates the mirror key /r/x',
     method: 'POST',
@@ -101,7 +209,10 @@ interface Site {
 }
 
 /** GET answers `<path> v<version>`, fresh for 10 minutes; other methods answer `unsafe(req)`. */
-async function startSite(t: TestContext, unsafe: (req: IncomingMessage) => { status: number; headers: Record<string, string> }): Promise<Site> {
+async function startSite(
+  t: TestContext,
+  unsafe: (req: IncomingMessage) => { status: number; headers: Record<string, string> },
+): Promise<Site> {
   const site: Site = { origin: undefined as unknown as Origin, version: 1 }
   site.origin = await startOrigin(t, async (req, res) => {
     if (req.method === 'GET' || req.method === 'HEAD') {
@@ -160,7 +271,11 @@ for (const c of CASES) {
     assert.equal(write.status, c.status)
     assert.equal(write.headers['cache-status'], 'cachemir; fwd=method')
     const unsafe = origin.requests.filter((r) => r.method === c.method)
-    assert.deepEqual(unsafe.map((r) => r.url), [originPath(c.target, c.route)], `the ${c.method} reached the origin once`)
+    assert.deepEqual(
+      unsafe.map((r) => r.url),
+      [originPath(c.target, c.route)],
+      `the ${c.method} reached the origin once`,
+    )
 
     for (const path of c.invalidated) {
       const res = await get(proxy.url(path))

@@ -16,8 +16,6 @@ const ETAG = '"v1"'
 const BODY = 'the stored representation'
 const PATH = '/r'
 
-
-
 /** The origin's Date follows the mirror's clock, as a real origin's Date follows real time. */
 function dated(clock: Clock, handler: Handler): Handler {
   return (req, res) => {
@@ -57,18 +55,26 @@ const NOT_CACHED_504 = /^cachemir(?!.*\bhit\b)/
 
 const CASES: readonly Case[] = [
   {
-    name: 'a client max-age smaller than the entry\'s age revalidates it (fwd=request)',
+    name: "a client max-age smaller than the entry's age revalidates it (fwd=request)",
     cacheControl: 'max-age=100',
     steps: [
       { at: 0, expect: MISS_STORED },
-      { at: 30, headers: { 'cache-control': 'max-age=10' }, expect: { status: 200, cacheStatus: 'cachemir; fwd=request; fwd-status=304', originCount: 2, conditional: true } },
+      {
+        at: 30,
+        headers: { 'cache-control': 'max-age=10' },
+        expect: { status: 200, cacheStatus: 'cachemir; fwd=request; fwd-status=304', originCount: 2, conditional: true },
+      },
       // The 304 restarted the entry's age at 30 s.
       { at: 30, expect: { status: 200, cacheStatus: 'cachemir; hit; ttl=100', originCount: 2 } },
-      { at: 31, headers: { 'cache-control': 'max-age=0' }, expect: { status: 200, cacheStatus: 'cachemir; fwd=request; fwd-status=304', originCount: 3, conditional: true } },
+      {
+        at: 31,
+        headers: { 'cache-control': 'max-age=0' },
+        expect: { status: 200, cacheStatus: 'cachemir; fwd=request; fwd-status=304', originCount: 3, conditional: true },
+      },
     ],
   },
   {
-    name: 'a client max-age at or above the entry\'s age accepts it as a hit',
+    name: "a client max-age at or above the entry's age accepts it as a hit",
     cacheControl: 'max-age=100',
     steps: [
       { at: 0, expect: MISS_STORED },
@@ -81,10 +87,22 @@ const CASES: readonly Case[] = [
     cacheControl: 'max-age=100',
     steps: [
       { at: 0, expect: MISS_STORED },
-      { at: 30, headers: { 'cache-control': 'min-fresh=80' }, expect: { status: 200, cacheStatus: 'cachemir; fwd=request; fwd-status=304', originCount: 2, conditional: true } },
+      {
+        at: 30,
+        headers: { 'cache-control': 'min-fresh=80' },
+        expect: { status: 200, cacheStatus: 'cachemir; fwd=request; fwd-status=304', originCount: 2, conditional: true },
+      },
       // Revalidated at 30 s: 90 s left at 40 s.
-      { at: 40, headers: { 'cache-control': 'min-fresh=80' }, expect: { status: 200, cacheStatus: 'cachemir; hit; ttl=90', originCount: 2 } },
-      { at: 40, headers: { 'cache-control': 'min-fresh=90' }, expect: { status: 200, cacheStatus: 'cachemir; hit; ttl=90', originCount: 2 } },
+      {
+        at: 40,
+        headers: { 'cache-control': 'min-fresh=80' },
+        expect: { status: 200, cacheStatus: 'cachemir; hit; ttl=90', originCount: 2 },
+      },
+      {
+        at: 40,
+        headers: { 'cache-control': 'min-fresh=90' },
+        expect: { status: 200, cacheStatus: 'cachemir; hit; ttl=90', originCount: 2 },
+      },
     ],
   },
   {
@@ -92,8 +110,16 @@ const CASES: readonly Case[] = [
     cacheControl: 'max-age=100',
     steps: [
       { at: 0, expect: MISS_STORED },
-      { at: 150, headers: { 'cache-control': 'max-stale' }, expect: { status: 200, cacheStatus: 'cachemir; hit; ttl=-50; detail=max-stale', originCount: 1 } },
-      { at: 1000, headers: { 'cache-control': 'max-stale' }, expect: { status: 200, cacheStatus: 'cachemir; hit; ttl=-900; detail=max-stale', originCount: 1 } },
+      {
+        at: 150,
+        headers: { 'cache-control': 'max-stale' },
+        expect: { status: 200, cacheStatus: 'cachemir; hit; ttl=-50; detail=max-stale', originCount: 1 },
+      },
+      {
+        at: 1000,
+        headers: { 'cache-control': 'max-stale' },
+        expect: { status: 200, cacheStatus: 'cachemir; hit; ttl=-900; detail=max-stale', originCount: 1 },
+      },
       { at: 1000, expect: { status: 200, cacheStatus: 'cachemir; fwd=stale; fwd-status=304', originCount: 2, conditional: true } },
     ],
   },
@@ -102,9 +128,21 @@ const CASES: readonly Case[] = [
     cacheControl: 'max-age=100',
     steps: [
       { at: 0, expect: MISS_STORED },
-      { at: 150, headers: { 'cache-control': 'max-stale=60' }, expect: { status: 200, cacheStatus: 'cachemir; hit; ttl=-50; detail=max-stale', originCount: 1 } },
-      { at: 150, headers: { 'cache-control': 'max-stale=50' }, expect: { status: 200, cacheStatus: 'cachemir; hit; ttl=-50; detail=max-stale', originCount: 1 } },
-      { at: 150, headers: { 'cache-control': 'max-stale=49' }, expect: { status: 200, cacheStatus: 'cachemir; fwd=stale; fwd-status=304', originCount: 2, conditional: true } },
+      {
+        at: 150,
+        headers: { 'cache-control': 'max-stale=60' },
+        expect: { status: 200, cacheStatus: 'cachemir; hit; ttl=-50; detail=max-stale', originCount: 1 },
+      },
+      {
+        at: 150,
+        headers: { 'cache-control': 'max-stale=50' },
+        expect: { status: 200, cacheStatus: 'cachemir; hit; ttl=-50; detail=max-stale', originCount: 1 },
+      },
+      {
+        at: 150,
+        headers: { 'cache-control': 'max-stale=49' },
+        expect: { status: 200, cacheStatus: 'cachemir; fwd=stale; fwd-status=304', originCount: 2, conditional: true },
+      },
     ],
   },
   {
@@ -113,24 +151,40 @@ const CASES: readonly Case[] = [
     cacheControl: 'max-age=100',
     steps: [
       { at: 0, expect: MISS_STORED },
-      { at: 150, headers: { 'cache-control': 'max-age=200, max-stale' }, expect: { status: 200, cacheStatus: 'cachemir; hit; ttl=-50; detail=max-stale', originCount: 1 } },
-      { at: 150, headers: { 'cache-control': 'max-age=10, max-stale' }, expect: { status: 200, cacheStatus: 'cachemir; fwd=request; fwd-status=304', originCount: 2, conditional: true } },
+      {
+        at: 150,
+        headers: { 'cache-control': 'max-age=200, max-stale' },
+        expect: { status: 200, cacheStatus: 'cachemir; hit; ttl=-50; detail=max-stale', originCount: 1 },
+      },
+      {
+        at: 150,
+        headers: { 'cache-control': 'max-age=10, max-stale' },
+        expect: { status: 200, cacheStatus: 'cachemir; fwd=request; fwd-status=304', originCount: 2, conditional: true },
+      },
     ],
   },
   {
-    name: 'max-stale never overrides a response\'s must-revalidate',
+    name: "max-stale never overrides a response's must-revalidate",
     cacheControl: 'max-age=100, must-revalidate',
     steps: [
       { at: 0, expect: MISS_STORED },
-      { at: 150, headers: { 'cache-control': 'max-stale' }, expect: { status: 200, cacheStatus: 'cachemir; fwd=stale; fwd-status=304', originCount: 2, conditional: true } },
+      {
+        at: 150,
+        headers: { 'cache-control': 'max-stale' },
+        expect: { status: 200, cacheStatus: 'cachemir; fwd=stale; fwd-status=304', originCount: 2, conditional: true },
+      },
     ],
   },
   {
-    name: 'max-stale never overrides a response\'s s-maxage (which implies proxy-revalidate)',
+    name: "max-stale never overrides a response's s-maxage (which implies proxy-revalidate)",
     cacheControl: 's-maxage=100',
     steps: [
       { at: 0, expect: MISS_STORED },
-      { at: 150, headers: { 'cache-control': 'max-stale=3600' }, expect: { status: 200, cacheStatus: 'cachemir; fwd=stale; fwd-status=304', originCount: 2, conditional: true } },
+      {
+        at: 150,
+        headers: { 'cache-control': 'max-stale=3600' },
+        expect: { status: 200, cacheStatus: 'cachemir; fwd=stale; fwd-status=304', originCount: 2, conditional: true },
+      },
     ],
   },
   {
@@ -138,7 +192,11 @@ const CASES: readonly Case[] = [
     cacheControl: 'max-age=100',
     steps: [
       { at: 0, expect: MISS_STORED },
-      { at: 30, headers: { 'cache-control': 'only-if-cached' }, expect: { status: 200, cacheStatus: 'cachemir; hit; ttl=70', originCount: 1 } },
+      {
+        at: 30,
+        headers: { 'cache-control': 'only-if-cached' },
+        expect: { status: 200, cacheStatus: 'cachemir; hit; ttl=70', originCount: 1 },
+      },
     ],
   },
   {
@@ -155,14 +213,22 @@ const CASES: readonly Case[] = [
     steps: [
       { at: 0, expect: MISS_STORED },
       { at: 150, headers: { 'cache-control': 'only-if-cached' }, expect: { status: 504, cacheStatus: NOT_CACHED_504, originCount: 1 } },
-      { at: 150, headers: { 'cache-control': 'only-if-cached, max-stale' }, expect: { status: 200, cacheStatus: 'cachemir; hit; ttl=-50; detail=max-stale', originCount: 1 } },
+      {
+        at: 150,
+        headers: { 'cache-control': 'only-if-cached, max-stale' },
+        expect: { status: 200, cacheStatus: 'cachemir; hit; ttl=-50; detail=max-stale', originCount: 1 },
+      },
     ],
   },
   {
     name: 'a request no-store is not stored, but a fresh stored entry is still served to it',
     cacheControl: 'max-age=100',
     steps: [
-      { at: 0, headers: { 'cache-control': 'no-store' }, expect: { status: 200, cacheStatus: /^cachemir; fwd=miss; detail=[\w-]+$/, originCount: 1, conditional: false } },
+      {
+        at: 0,
+        headers: { 'cache-control': 'no-store' },
+        expect: { status: 200, cacheStatus: /^cachemir; fwd=miss; detail=[\w-]+$/, originCount: 1, conditional: false },
+      },
       // Nothing was stored, so this one is a plain (unconditional) miss.
       { at: 0, expect: { ...MISS_STORED, originCount: 2 } },
       { at: 10, headers: { 'cache-control': 'no-store' }, expect: { status: 200, cacheStatus: 'cachemir; hit; ttl=90', originCount: 2 } },
@@ -173,8 +239,16 @@ const CASES: readonly Case[] = [
     cacheControl: 'max-age=100',
     steps: [
       { at: 0, expect: MISS_STORED },
-      { at: 30, headers: { pragma: 'no-cache', 'cache-control': 'max-age=600' }, expect: { status: 200, cacheStatus: 'cachemir; hit; ttl=70', originCount: 1 } },
-      { at: 150, headers: { pragma: 'no-cache', 'cache-control': 'max-stale' }, expect: { status: 200, cacheStatus: 'cachemir; hit; ttl=-50; detail=max-stale', originCount: 1 } },
+      {
+        at: 30,
+        headers: { pragma: 'no-cache', 'cache-control': 'max-age=600' },
+        expect: { status: 200, cacheStatus: 'cachemir; hit; ttl=70', originCount: 1 },
+      },
+      {
+        at: 150,
+        headers: { pragma: 'no-cache', 'cache-control': 'max-stale' },
+        expect: { status: 200, cacheStatus: 'cachemir; hit; ttl=-50; detail=max-stale', originCount: 1 },
+      },
     ],
   },
 ]
@@ -203,7 +277,10 @@ function checkStep(res: Awaited<ReturnType<typeof get>>, origin: Origin, step: S
 for (const c of CASES) {
   test(c.name, async (t) => {
     const clock = fakeClock()
-    const origin = await startOrigin(t, dated(clock, serveStatic({ [PATH]: { body: BODY, etag: ETAG, headers: { 'cache-control': c.cacheControl } } })))
+    const origin = await startOrigin(
+      t,
+      dated(clock, serveStatic({ [PATH]: { body: BODY, etag: ETAG, headers: { 'cache-control': c.cacheControl } } })),
+    )
     const proxy = await startProxy(t, { upstream: origin.url, now: clock.now })
 
     for (const [i, step] of c.steps.entries()) {

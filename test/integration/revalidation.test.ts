@@ -19,7 +19,6 @@ const ETAG = '"v1"'
 const BODY = makeBody(100 * 1024, 7)
 const LAST_MODIFIED = new Date(Date.now() - 30 * 24 * 3600 * SECOND).toUTCString()
 
-
 /** Wraps a handler to record the status of every response the origin finished sending. */
 function recordingStatuses(handler: Handler): { handler: Handler; statuses: number[] } {
   const statuses: number[] = []

@@ -273,7 +273,10 @@ test('clients leaving at random points of a large fill leak nothing: the fill is
   const size = 16 * MiB
   const body = makeBody(size, 6)
   const origin = await startOrigin(t, (req, res) =>
-    sendBody(req, res, body, { headers: { 'content-type': 'application/octet-stream', 'cache-control': 'max-age=600' }, bytesPerSecond: 8 * MiB }),
+    sendBody(req, res, body, {
+      headers: { 'content-type': 'application/octet-stream', 'cache-control': 'max-age=600' },
+      bytesPerSecond: 8 * MiB,
+    }),
   )
   const proxy = await startProxy(t, { upstream: origin.url, maxDisk: '1GiB' })
   // A slow disk: every FileHandle read waits a little, so clients that catch up from the temp
@@ -298,7 +301,10 @@ test('clients leaving at random points of a large fill leak nothing: the fill is
     x ^= x << 5
     return (x >>> 0) / 0x1_0000_0000
   }
-  const clients = Array.from({ length: 30 }, () => ({ joinMs: Math.floor(next() * 1600), leaveAt: 1 + Math.floor(next() * (size - 2 * MiB)) }))
+  const clients = Array.from({ length: 30 }, () => ({
+    joinMs: Math.floor(next() * 1600),
+    leaveAt: 1 + Math.floor(next() * (size - 2 * MiB)),
+  }))
 
   // The first client starts the fill; the others join it late and catch up from the temp file.
   const starter = getFirstBytes(proxy.url('/big.bin'), 1)
@@ -332,7 +338,9 @@ test('clients leaving at random points of a large fill leak nothing: the fill is
 
   // No handler is left waiting with a file open.
   if ((await openFilesUnder(proxy.cacheDir)) !== undefined) {
-    await until(async () => ((await openFilesUnder(proxy.cacheDir)) ?? []).length === 0, 'no open files under the cache dir', 5000).catch(() => {})
+    await until(async () => ((await openFilesUnder(proxy.cacheDir)) ?? []).length === 0, 'no open files under the cache dir', 5000).catch(
+      () => {},
+    )
     assert.deepEqual(await openFilesUnder(proxy.cacheDir), [], 'files under the cache dir still open')
   }
   assert.deepEqual(
@@ -474,6 +482,10 @@ test('a fill that was under way when a POST invalidated its URL does not store t
   // The POST completed before that fill did: its pre-POST body must not now be served as a hit.
   const next = await get(proxy.url('/y'))
   assert.equal(next.status, 200)
-  assert.match(next.body.toString(), /^version 2 /, `a GET after the POST got ${JSON.stringify(next.body.subarray(0, 12).toString())} (${cacheStatus(next)})`)
+  assert.match(
+    next.body.toString(),
+    /^version 2 /,
+    `a GET after the POST got ${JSON.stringify(next.body.subarray(0, 12).toString())} (${cacheStatus(next)})`,
+  )
   assert.equal(countOf(origin.requests, 'GET', '/y'), 2)
 })

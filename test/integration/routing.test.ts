@@ -101,8 +101,14 @@ test('the longest matching prefix wins', async (t) => {
 
   assert.equal(security.body.toString(), 'B /sec-root/dists/x')
   assert.equal(main.body.toString(), 'A /deb-root/main/dists/x')
-  assert.deepEqual(a.requests.map((r) => r.url), ['/deb-root/main/dists/x'])
-  assert.deepEqual(b.requests.map((r) => r.url), ['/sec-root/dists/x'])
+  assert.deepEqual(
+    a.requests.map((r) => r.url),
+    ['/deb-root/main/dists/x'],
+  )
+  assert.deepEqual(
+    b.requests.map((r) => r.url),
+    ['/sec-root/dists/x'],
+  )
 })
 
 test('/_cachemir/health answers 200 JSON with status ok without contacting the origin', async (t) => {
@@ -156,10 +162,13 @@ test('path traversal and encoded separators get 400 and never reach the origin',
   // A safe path on the same route does go through, so the 400s above are about the targets.
   const safe = await get(proxy.url('/debian/a.b/c'))
   assert.equal(safe.body.toString(), 'A /deb-root/a.b/c')
-  assert.deepEqual(a.requests.map((r) => r.url), ['/deb-root/a.b/c'])
+  assert.deepEqual(
+    a.requests.map((r) => r.url),
+    ['/deb-root/a.b/c'],
+  )
 })
 
-test('targets that look like URLs or start with // stay under the route\'s upstream path', async (t) => {
+test("targets that look like URLs or start with // stay under the route's upstream path", async (t) => {
   const a = await echoOrigin(t, 'A')
   const proxy = await startRoutedProxy(t, [{ prefix: '/debian/', upstreams: [`${a.url}/deb-root/`] }])
 
@@ -173,7 +182,10 @@ test('targets that look like URLs or start with // stay under the route\'s upstr
     assert.equal(res.status, 200, path)
     assert.equal(res.body.toString(), `A ${upstreamPath}`, path)
   }
-  assert.deepEqual(a.requests.map((r) => r.url), cases.map(([, upstreamPath]) => upstreamPath))
+  assert.deepEqual(
+    a.requests.map((r) => r.url),
+    cases.map(([, upstreamPath]) => upstreamPath),
+  )
 })
 
 test('an absolute-form request target gets 400 and is not forwarded anywhere', async (t) => {
@@ -236,7 +248,7 @@ for (const method of ['POST', 'PUT', 'DELETE']) {
   })
 }
 
-test('a POST under a route goes to that route\'s upstream path with its query', async (t) => {
+test("a POST under a route goes to that route's upstream path with its query", async (t) => {
   const { origin, writes } = await startWritableOrigin(t, 201)
   const proxy = await startRoutedProxy(t, [{ prefix: '/debian/', upstreams: [`${origin.url}/deb-root/`] }])
 

@@ -18,8 +18,6 @@ import { fakeClock, type Clock } from '../helpers/clock.js'
 const SECOND = 1000
 const PATH = '/s'
 
-
-
 /** What the origin answers; tests change it between requests. */
 interface OriginState {
   version: number
@@ -42,7 +40,10 @@ async function startStateOrigin(t: TestContext, clock: Clock, state: OriginState
     if (state.hold !== undefined) await state.hold.promise
     const date = new Date(clock.now()).toUTCString()
     if (state.failWith !== undefined) {
-      await sendBody(req, res, Buffer.from(`origin error ${state.failWith}`), { status: state.failWith, headers: { 'content-type': 'text/plain', date } })
+      await sendBody(req, res, Buffer.from(`origin error ${state.failWith}`), {
+        status: state.failWith,
+        headers: { 'content-type': 'text/plain', date },
+      })
       return
     }
     const headers = { 'cache-control': state.cacheControl, etag: etagOf(state.version), 'x-version': String(state.version), date }
@@ -150,7 +151,10 @@ interface BackgroundFailureCase {
 
 const BACKGROUND_FAILURE_CASES: readonly BackgroundFailureCase[] = [
   { name: 'a background revalidation answered 500 leaves the stale entry in place', change: { failWith: 500 } },
-  { name: 'a background revalidation answered with a no-store 200 leaves the stale entry in place', change: { version: 2, cacheControl: 'no-store' } },
+  {
+    name: 'a background revalidation answered with a no-store 200 leaves the stale entry in place',
+    change: { version: 2, cacheControl: 'no-store' },
+  },
 ]
 
 for (const c of BACKGROUND_FAILURE_CASES) {
@@ -195,9 +199,25 @@ interface SyncCase {
 }
 
 const SYNC_CASES: readonly SyncCase[] = [
-  { name: 'beyond its stale-while-revalidate window an entry is revalidated before it is served', cacheControl: SWR, at: 100, cacheStatus: 'cachemir; fwd=stale; fwd-status=304' },
-  { name: 'stale-while-revalidate does not apply to a must-revalidate response', cacheControl: `${SWR}, must-revalidate`, at: 70, cacheStatus: 'cachemir; fwd=stale; fwd-status=304' },
-  { name: 'stale-while-revalidate does not apply when the client sends max-age', cacheControl: SWR, at: 70, headers: { 'cache-control': 'max-age=600' }, cacheStatus: /^cachemir; fwd=(stale|request); fwd-status=304$/ },
+  {
+    name: 'beyond its stale-while-revalidate window an entry is revalidated before it is served',
+    cacheControl: SWR,
+    at: 100,
+    cacheStatus: 'cachemir; fwd=stale; fwd-status=304',
+  },
+  {
+    name: 'stale-while-revalidate does not apply to a must-revalidate response',
+    cacheControl: `${SWR}, must-revalidate`,
+    at: 70,
+    cacheStatus: 'cachemir; fwd=stale; fwd-status=304',
+  },
+  {
+    name: 'stale-while-revalidate does not apply when the client sends max-age',
+    cacheControl: SWR,
+    at: 70,
+    headers: { 'cache-control': 'max-age=600' },
+    cacheStatus: /^cachemir; fwd=(stale|request); fwd-status=304$/,
+  },
 ]
 
 for (const c of SYNC_CASES) {
@@ -261,7 +281,12 @@ interface DownCase {
 
 const DOWN_CASES: readonly DownCase[] = [
   { name: 'with the origin down, a stale copy within stale-if-error is served', cacheControl: SIE, at: 70, servesStale: true },
-  { name: 'with the origin down, a no-cache response is never served unvalidated: 502', cacheControl: 'no-cache, max-age=600', at: 0, servesStale: false },
+  {
+    name: 'with the origin down, a no-cache response is never served unvalidated: 502',
+    cacheControl: 'no-cache, max-age=600',
+    at: 0,
+    servesStale: false,
+  },
 ]
 
 for (const c of DOWN_CASES) {
@@ -291,14 +316,20 @@ test('under an immutable rule an origin 503 is passed on and not stored; the 200
     const date = new Date(clock.now()).toUTCString()
     if (down) {
       // Explicitly fresh, so without the rule a shared cache could keep it.
-      await sendBody(req, res, Buffer.from('syncing, try later'), { status: 503, headers: { 'cache-control': 'max-age=600', 'retry-after': '5', date } })
+      await sendBody(req, res, Buffer.from('syncing, try later'), {
+        status: 503,
+        headers: { 'cache-control': 'max-age=600', 'retry-after': '5', date },
+      })
       return
     }
     await sendBody(req, res, Buffer.from('package bytes'), { headers: { 'cache-control': 'max-age=600', date } })
   })
   const dir = await makeTempDir(t, 'cachemir-config-')
   const config = join(dir, 'cachemir.json')
-  await writeFile(config, JSON.stringify({ routes: [{ prefix: '/', upstreams: [`${origin.url}/`], rules: [{ match: '\\.deb$', cache: 'immutable' }] }] }))
+  await writeFile(
+    config,
+    JSON.stringify({ routes: [{ prefix: '/', upstreams: [`${origin.url}/`], rules: [{ match: '\\.deb$', cache: 'immutable' }] }] }),
+  )
   const proxy = await startProxy(t, { config, now: clock.now })
 
   for (let i = 1; i <= 2; i++) {

@@ -22,7 +22,13 @@ const WAIT_MS = 10_000
  * Writes the headers and the first `at` bytes, waits for `release`, then writes the rest.
  * Content-Length is whatever `headers` says (absent = chunked).
  */
-async function holdBack(res: ServerResponse, headers: OutgoingHttpHeaders, body: Buffer, at: number, release: Promise<void>): Promise<void> {
+async function holdBack(
+  res: ServerResponse,
+  headers: OutgoingHttpHeaders,
+  body: Buffer,
+  at: number,
+  release: Promise<void>,
+): Promise<void> {
   res.writeHead(200, headers)
   res.write(body.subarray(0, at))
   await release
@@ -35,7 +41,13 @@ test('a miss streams the first bytes to the client while the origin still holds 
   const release = gate(t)
   let originFinished = false
   const origin = await startOrigin(t, async (_req, res) => {
-    await holdBack(res, { 'content-type': 'application/octet-stream', 'content-length': body.length, 'cache-control': 'max-age=300' }, body, 64 * KiB, release.promise)
+    await holdBack(
+      res,
+      { 'content-type': 'application/octet-stream', 'content-length': body.length, 'cache-control': 'max-age=300' },
+      body,
+      64 * KiB,
+      release.promise,
+    )
     originFinished = true
   })
   const proxy = await startProxy(t, { upstream: origin.url })
@@ -71,7 +83,11 @@ test('a chunked upstream body (no Content-Length) is streamed and stored', async
   )
   const proxy = await startProxy(t, { upstream: origin.url })
 
-  const first = await within(getFirstBytes(proxy.url('/chunked.bin'), 1), WAIT_MS, 'first bytes of a chunked body while the origin holds back the rest')
+  const first = await within(
+    getFirstBytes(proxy.url('/chunked.bin'), 1),
+    WAIT_MS,
+    'first bytes of a chunked body while the origin holds back the rest',
+  )
   assert.equal(first.status, 200)
   assert.equal(first.headers['content-length'], undefined)
   assert.equal(first.headers['transfer-encoding'], 'chunked')
@@ -120,7 +136,13 @@ test('a HEAD during a fill gets the headers at once without another origin reque
   const body = makeBody(1 * MiB, 14)
   const release = gate(t)
   const origin = await startOrigin(t, (_req, res) =>
-    holdBack(res, { 'content-type': 'application/x-test', 'content-length': body.length, etag: '"v1"', 'cache-control': 'max-age=300' }, body, 64 * KiB, release.promise),
+    holdBack(
+      res,
+      { 'content-type': 'application/x-test', 'content-length': body.length, etag: '"v1"', 'cache-control': 'max-age=300' },
+      body,
+      64 * KiB,
+      release.promise,
+    ),
   )
   const proxy = await startProxy(t, { upstream: origin.url })
 

@@ -16,8 +16,6 @@ import { fakeClock, type Clock } from '../helpers/clock.js'
 const SECOND = 1000
 const PATH = '/v'
 
-
-
 /** What the origin currently answers GET with; steps may change it. */
 interface OriginState {
   version: number
@@ -119,12 +117,42 @@ const CASES: readonly Case[] = [
     name: 'Vary with two names selects a variant on both header values',
     origin: { ...V1, vary: 'Accept-Encoding, Accept-Language' },
     steps: [
-      { get: { 'accept-encoding': 'gzip', 'accept-language': 'en' }, body: [1, { 'accept-encoding': 'gzip', 'accept-language': 'en' }], cacheStatus: MISS_STORED, gets: 1 },
-      { get: { 'accept-encoding': 'gzip', 'accept-language': 'de' }, body: [1, { 'accept-encoding': 'gzip', 'accept-language': 'de' }], cacheStatus: MISS_STORED, gets: 2 },
-      { get: { 'accept-encoding': 'br', 'accept-language': 'en' }, body: [1, { 'accept-encoding': 'br', 'accept-language': 'en' }], cacheStatus: MISS_STORED, gets: 3 },
-      { get: { 'accept-encoding': 'gzip', 'accept-language': 'en' }, body: [1, { 'accept-encoding': 'gzip', 'accept-language': 'en' }], cacheStatus: HIT, gets: 3 },
-      { get: { 'accept-encoding': 'gzip', 'accept-language': 'de' }, body: [1, { 'accept-encoding': 'gzip', 'accept-language': 'de' }], cacheStatus: HIT, gets: 3 },
-      { get: { 'accept-encoding': 'br', 'accept-language': 'en' }, body: [1, { 'accept-encoding': 'br', 'accept-language': 'en' }], cacheStatus: HIT, gets: 3 },
+      {
+        get: { 'accept-encoding': 'gzip', 'accept-language': 'en' },
+        body: [1, { 'accept-encoding': 'gzip', 'accept-language': 'en' }],
+        cacheStatus: MISS_STORED,
+        gets: 1,
+      },
+      {
+        get: { 'accept-encoding': 'gzip', 'accept-language': 'de' },
+        body: [1, { 'accept-encoding': 'gzip', 'accept-language': 'de' }],
+        cacheStatus: MISS_STORED,
+        gets: 2,
+      },
+      {
+        get: { 'accept-encoding': 'br', 'accept-language': 'en' },
+        body: [1, { 'accept-encoding': 'br', 'accept-language': 'en' }],
+        cacheStatus: MISS_STORED,
+        gets: 3,
+      },
+      {
+        get: { 'accept-encoding': 'gzip', 'accept-language': 'en' },
+        body: [1, { 'accept-encoding': 'gzip', 'accept-language': 'en' }],
+        cacheStatus: HIT,
+        gets: 3,
+      },
+      {
+        get: { 'accept-encoding': 'gzip', 'accept-language': 'de' },
+        body: [1, { 'accept-encoding': 'gzip', 'accept-language': 'de' }],
+        cacheStatus: HIT,
+        gets: 3,
+      },
+      {
+        get: { 'accept-encoding': 'br', 'accept-language': 'en' },
+        body: [1, { 'accept-encoding': 'br', 'accept-language': 'en' }],
+        cacheStatus: HIT,
+        gets: 3,
+      },
       { get: AE('gzip'), body: [1, AE('gzip')], cacheStatus: MISS_STORED, gets: 4 },
     ],
   },

@@ -294,7 +294,20 @@ test('listen accepts HOST:PORT, bracketed IPv6, :PORT and a bare port', () => {
 })
 
 test('listen refuses anything but HOST:PORT with a port in 0..65535', () => {
-  const cases = ['abc', '', '127.0.0.1', '127.0.0.1:', '127.0.0.1:65536', '::1:8080', '[::1]', '[nope]:80', 'a b:80', '-1', '1.5', 'host:port']
+  const cases = [
+    'abc',
+    '',
+    '127.0.0.1',
+    '127.0.0.1:',
+    '127.0.0.1:65536',
+    '::1:8080',
+    '[::1]',
+    '[nope]:80',
+    'a b:80',
+    '-1',
+    '1.5',
+    'host:port',
+  ]
   for (const listen of cases) {
     assert.deepEqual(
       problemsOf({ upstream: [UP], listen }),
@@ -318,16 +331,8 @@ test('each bad value yields a message naming its flag or variable, what was expe
     [{}, { CACHEMIR_MAX_MEMORY: 'lots' }, 'CACHEMIR_MAX_MEMORY: expected a size like "256MiB", got "lots"'],
     [{ listen: 'abc' }, {}, '--listen: expected HOST:PORT like "127.0.0.1:8080", got "abc"'],
     [{}, { CACHEMIR_LISTEN: 'abc' }, 'CACHEMIR_LISTEN: expected HOST:PORT like "127.0.0.1:8080", got "abc"'],
-    [
-      { logLevel: 'loud' },
-      {},
-      '--log-level: expected one of fatal, error, warn, info, debug, trace, silent, got "loud"',
-    ],
-    [
-      {},
-      { CACHEMIR_LOG_LEVEL: 'INFO' },
-      'CACHEMIR_LOG_LEVEL: expected one of fatal, error, warn, info, debug, trace, silent, got "INFO"',
-    ],
+    [{ logLevel: 'loud' }, {}, '--log-level: expected one of fatal, error, warn, info, debug, trace, silent, got "loud"'],
+    [{}, { CACHEMIR_LOG_LEVEL: 'INFO' }, 'CACHEMIR_LOG_LEVEL: expected one of fatal, error, warn, info, debug, trace, silent, got "INFO"'],
     [{ cacheDir: '' }, {}, '--cache-dir: expected a directory path, got ""'],
   ]
   for (const [args, env, message] of cases) {
@@ -340,10 +345,7 @@ test('upstream URLs must be plain http or https base URLs', () => {
     ['ftp://x', '--upstream: expected an http:// or https:// URL, got "ftp://x"'],
     ['not a url', '--upstream: expected an http:// or https:// URL, got "not a url"'],
     ['/relative', '--upstream: expected an http:// or https:// URL, got "/relative"'],
-    [
-      'http://user:secret@x.test/',
-      '--upstream: expected an http:// or https:// URL without user:password, got "http://***:***@x.test/"',
-    ],
+    ['http://user:secret@x.test/', '--upstream: expected an http:// or https:// URL without user:password, got "http://***:***@x.test/"'],
     ['ftp://user:secret@x.test/', '--upstream: expected an http:// or https:// URL, got "ftp://***:***@x.test/"'],
     ['http://user@x.test/', '--upstream: expected an http:// or https:// URL without user:password, got "http://***@x.test/"'],
     ['http://x.test/?a=1', '--upstream: expected an http:// or https:// URL without a query or fragment, got "http://x.test/?a=1"'],
@@ -375,9 +377,7 @@ test('the same upstream twice in one route is a problem', (t) => {
     '--upstream: expected distinct upstreams, got "http://a.test/" twice',
   ])
   const file = writeConfig(t, { routes: [{ prefix: '/x/', upstreams: [UP, UP] }] })
-  assert.deepEqual(problemsOf({ config: file }), [
-    `${file}: routes[0].upstreams[1]: expected distinct upstreams, got "${UP}" twice`,
-  ])
+  assert.deepEqual(problemsOf({ config: file }), [`${file}: routes[0].upstreams[1]: expected distinct upstreams, got "${UP}" twice`])
 })
 
 test('no upstream and no file routes is a problem', (t) => {
@@ -397,9 +397,7 @@ test('upstreams and a file route for / together are a problem', (t) => {
     `CACHEMIR_UPSTREAM: upstreams given twice for prefix / (also ${file}: routes[0])`,
   ])
   const both = writeConfig(t, { upstreams: [UP], routes: [{ prefix: '/', upstreams: [UP] }] })
-  assert.deepEqual(problemsOf({ config: both }), [
-    `${both}: upstreams: upstreams given twice for prefix / (also ${both}: routes[0])`,
-  ])
+  assert.deepEqual(problemsOf({ config: both }), [`${both}: upstreams: upstreams given twice for prefix / (also ${both}: routes[0])`])
 })
 
 test('route prefixes must be clean, unique paths outside /_cachemir/', (t) => {
@@ -435,9 +433,7 @@ test('route prefixes must be clean, unique paths outside /_cachemir/', (t) => {
       { prefix: '/a/', upstreams: [UP] },
     ],
   })
-  assert.deepEqual(problemsOf({ config: dup }), [
-    `${dup}: routes[2].prefix: expected a unique prefix, got "/a/" (also ${dup}: routes[0])`,
-  ])
+  assert.deepEqual(problemsOf({ config: dup }), [`${dup}: routes[2].prefix: expected a unique prefix, got "/a/" (also ${dup}: routes[0])`])
 })
 
 test('every route needs at least one upstream', (t) => {
@@ -507,18 +503,14 @@ test('file sizes accept a size string or a whole non-negative number of bytes', 
   }
   for (const maxDisk of [-1, 1.5, '10XB', null, true]) {
     const file = writeConfig(t, { upstreams: [UP], maxDisk })
-    assert.deepEqual(problemsOf({ config: file }), [
-      `${file}: maxDisk: expected a size like "10GiB", got ${JSON.stringify(maxDisk)}`,
-    ])
+    assert.deepEqual(problemsOf({ config: file }), [`${file}: maxDisk: expected a size like "10GiB", got ${JSON.stringify(maxDisk)}`])
   }
 })
 
 test('an unreadable or invalid config file is a problem named after --config or CACHEMIR_CONFIG', (t) => {
   const missing = path.join(path.dirname(writeConfig(t, {})), 'x.json')
   assert.deepEqual(problemsOf({ config: missing }), [`--config: cannot read ${JSON.stringify(missing)}: ENOENT`])
-  assert.deepEqual(problemsOf({}, { CACHEMIR_CONFIG: missing }), [
-    `CACHEMIR_CONFIG: cannot read ${JSON.stringify(missing)}: ENOENT`,
-  ])
+  assert.deepEqual(problemsOf({}, { CACHEMIR_CONFIG: missing }), [`CACHEMIR_CONFIG: cannot read ${JSON.stringify(missing)}: ENOENT`])
   assert.deepEqual(problemsOf({ config: path.dirname(missing) }), [
     `--config: cannot read ${JSON.stringify(path.dirname(missing))}: EISDIR`,
   ])
@@ -546,10 +538,7 @@ test('all problems from flags, variables and the file come back in one ConfigErr
     bogus: true,
     routes: [{ prefix: 'nope', upstreams: ['ftp://x'] }],
   })
-  const problems = problemsOf(
-    { config: file, maxDisk: '10XB', listen: 'abc', upstream: ['ftp://y'] },
-    { CACHEMIR_LOG_LEVEL: 'loud' },
-  )
+  const problems = problemsOf({ config: file, maxDisk: '10XB', listen: 'abc', upstream: ['ftp://y'] }, { CACHEMIR_LOG_LEVEL: 'loud' })
   const fields = [
     `${file}: maxMemory:`,
     `${file}: bogus:`,
@@ -603,5 +592,7 @@ test('workers: a flag, a variable or the file; 1 by default; "auto" is one per C
   assert.equal(resolveConfig({ config: writeConfig(t, { upstreams: [UP], workers: 4 }) }, {}).workers, 4)
   const file = writeConfig(t, { upstreams: [UP], workers: 0 })
   assert.deepEqual(problemsOf({ config: file }), [`${file}: workers: expected a number of workers from 1 to 64 or "auto", got 0`])
-  assert.deepEqual(problemsOf({ upstream: [UP], workers: '2.5' }), ['--workers: expected a number of workers from 1 to 64 or "auto", got "2.5"'])
+  assert.deepEqual(problemsOf({ upstream: [UP], workers: '2.5' }), [
+    '--workers: expected a number of workers from 1 to 64 or "auto", got "2.5"',
+  ])
 })

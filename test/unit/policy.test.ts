@@ -42,10 +42,20 @@ test('freshness lifetime follows s-maxage, max-age, Expires, rule ttl, then the 
     ['invalid Expires is stale', facts(200, { expires: '0' }), undefined, 0],
     ['past Expires is stale', facts(200, { date: date(NOW), expires: date(NOW - 1000) }), undefined, 0],
     ['rule ttl replaces the heuristic', facts(200, { 'last-modified': date(NOW - 1e9) }), ttlRule, 3_600_000],
-    ['heuristic is 10% of the age of Last-Modified', facts(200, { date: date(NOW), 'last-modified': date(NOW - 100_000) }), undefined, 10_000],
+    [
+      'heuristic is 10% of the age of Last-Modified',
+      facts(200, { date: date(NOW), 'last-modified': date(NOW - 100_000) }),
+      undefined,
+      10_000,
+    ],
     ['heuristic is capped at one day', facts(200, { date: date(NOW), 'last-modified': date(NOW - 1e11) }), undefined, 86_400_000],
     ['no heuristic for 302', facts(302, { date: date(NOW), 'last-modified': date(NOW - 100_000) }), undefined, 0],
-    ['immutable rule is forever', facts(200, { 'cache-control': 'max-age=0' }), { pattern: /x/, mode: 'immutable', ttlMs: undefined }, Infinity],
+    [
+      'immutable rule is forever',
+      facts(200, { 'cache-control': 'max-age=0' }),
+      { pattern: /x/, mode: 'immutable', ttlMs: undefined },
+      Infinity,
+    ],
   ]
   for (const [name, f, rule, lifetime] of cases) {
     assert.equal(computeFreshness(f, rule).lifetimeMs, lifetime, name)
@@ -69,7 +79,14 @@ test('current age adds upstream Age, response delay and resident time (RFC 9111 
 
 test('no-cache and revalidate rules are never fresh; must-revalidate forbids stale use', () => {
   assert.equal(isFresh(computeFreshness(facts(200, { 'cache-control': 'max-age=60, no-cache' }), undefined), NOW, NOW), false)
-  assert.equal(isFresh(computeFreshness(facts(200, { 'cache-control': 'max-age=60' }), { pattern: /x/, mode: 'revalidate', ttlMs: undefined }), NOW, NOW), false)
+  assert.equal(
+    isFresh(
+      computeFreshness(facts(200, { 'cache-control': 'max-age=60' }), { pattern: /x/, mode: 'revalidate', ttlMs: undefined }),
+      NOW,
+      NOW,
+    ),
+    false,
+  )
   assert.equal(computeFreshness(facts(200, { 'cache-control': 'max-age=60, must-revalidate' }), undefined).mustRevalidate, true)
   assert.equal(computeFreshness(facts(200, { 'cache-control': 'max-age=60, proxy-revalidate' }), undefined).mustRevalidate, true)
   assert.equal(computeFreshness(facts(200, { 'cache-control': 'max-age=60' }), undefined).mustRevalidate, false)
@@ -92,5 +109,9 @@ test('storability: what a shared cache may keep', () => {
   for (const [name, f, requestCc, expected] of cases) {
     assert.equal(canStore(f, { cacheControl: requestCc, authorized: false }, undefined).storable, expected, name)
   }
-  assert.equal(canStore(facts(200, {}), { cacheControl: undefined, authorized: false }, { pattern: /x/, mode: 'no-store', ttlMs: undefined }).storable, false, 'no-store rule')
+  assert.equal(
+    canStore(facts(200, {}), { cacheControl: undefined, authorized: false }, { pattern: /x/, mode: 'no-store', ttlMs: undefined }).storable,
+    false,
+    'no-store rule',
+  )
 })

@@ -76,38 +76,153 @@ const USE_CASES: readonly UseCase[] = [
   { name: 'fresh, no request directives', cacheControl: 'max-age=100', at: 30, request: {}, use: 'fresh' },
   { name: 'stale, no request directives', cacheControl: 'max-age=100', at: 150, request: {}, use: 'revalidate' },
   { name: 'request no-cache on a fresh entry', cacheControl: 'max-age=100', at: 30, request: { noCache: true }, use: 'revalidate' },
-  { name: 'response no-cache beats request max-stale', cacheControl: 'max-age=100, no-cache', at: 30, request: { maxStaleMs: Infinity }, use: 'revalidate' },
+  {
+    name: 'response no-cache beats request max-stale',
+    cacheControl: 'max-age=100, no-cache',
+    at: 30,
+    request: { maxStaleMs: Infinity },
+    use: 'revalidate',
+  },
   { name: 'request max-age below the age', cacheControl: 'max-age=100', at: 30, request: { maxAgeMs: 10 * SECOND }, use: 'revalidate' },
   { name: 'request max-age equal to the age', cacheControl: 'max-age=100', at: 30, request: { maxAgeMs: 30 * SECOND }, use: 'fresh' },
   { name: 'request max-age above the age', cacheControl: 'max-age=100', at: 30, request: { maxAgeMs: 60 * SECOND }, use: 'fresh' },
   { name: 'request max-age=0 one second after storing', cacheControl: 'max-age=100', at: 1, request: { maxAgeMs: 0 }, use: 'revalidate' },
-  { name: 'request max-age does not make a stale entry usable', cacheControl: 'max-age=100', at: 150, request: { maxAgeMs: 600 * SECOND }, use: 'revalidate' },
-  { name: 'min-fresh above the freshness left', cacheControl: 'max-age=100', at: 30, request: { minFreshMs: 80 * SECOND }, use: 'revalidate' },
-  { name: 'min-fresh equal to the freshness left', cacheControl: 'max-age=100', at: 30, request: { minFreshMs: 70 * SECOND }, use: 'fresh' },
-  { name: 'bare max-stale on a long-stale entry', cacheControl: 'max-age=100', at: 100_000, request: { maxStaleMs: Infinity }, use: 'stale-ok' },
+  {
+    name: 'request max-age does not make a stale entry usable',
+    cacheControl: 'max-age=100',
+    at: 150,
+    request: { maxAgeMs: 600 * SECOND },
+    use: 'revalidate',
+  },
+  {
+    name: 'min-fresh above the freshness left',
+    cacheControl: 'max-age=100',
+    at: 30,
+    request: { minFreshMs: 80 * SECOND },
+    use: 'revalidate',
+  },
+  {
+    name: 'min-fresh equal to the freshness left',
+    cacheControl: 'max-age=100',
+    at: 30,
+    request: { minFreshMs: 70 * SECOND },
+    use: 'fresh',
+  },
+  {
+    name: 'bare max-stale on a long-stale entry',
+    cacheControl: 'max-age=100',
+    at: 100_000,
+    request: { maxStaleMs: Infinity },
+    use: 'stale-ok',
+  },
   { name: 'max-stale=N within N', cacheControl: 'max-age=100', at: 150, request: { maxStaleMs: 60 * SECOND }, use: 'stale-ok' },
   { name: 'max-stale=N at exactly N', cacheControl: 'max-age=100', at: 150, request: { maxStaleMs: 50 * SECOND }, use: 'stale-ok' },
   { name: 'max-stale=N beyond N', cacheControl: 'max-age=100', at: 150, request: { maxStaleMs: 49 * SECOND }, use: 'revalidate' },
-  { name: 'max-stale with must-revalidate', cacheControl: 'max-age=100, must-revalidate', at: 150, request: { maxStaleMs: Infinity }, use: 'revalidate' },
-  { name: 'max-stale with proxy-revalidate', cacheControl: 'max-age=100, proxy-revalidate', at: 150, request: { maxStaleMs: Infinity }, use: 'revalidate' },
+  {
+    name: 'max-stale with must-revalidate',
+    cacheControl: 'max-age=100, must-revalidate',
+    at: 150,
+    request: { maxStaleMs: Infinity },
+    use: 'revalidate',
+  },
+  {
+    name: 'max-stale with proxy-revalidate',
+    cacheControl: 'max-age=100, proxy-revalidate',
+    at: 150,
+    request: { maxStaleMs: Infinity },
+    use: 'revalidate',
+  },
   { name: 'max-stale with s-maxage', cacheControl: 's-maxage=100', at: 150, request: { maxStaleMs: Infinity }, use: 'revalidate' },
   // §5.2.1.1: "the client prefers a response whose age is less than or equal to" max-age; max-stale
   // only adds that a stale one is acceptable too. The age bound stays.
-  { name: 'request max-age still bounds the age when max-stale is present', cacheControl: 'max-age=100', at: 150, request: { maxAgeMs: 10 * SECOND, maxStaleMs: Infinity }, use: 'revalidate' },
-  { name: 'request max-age and max-stale both satisfied', cacheControl: 'max-age=100', at: 150, request: { maxAgeMs: 200 * SECOND, maxStaleMs: Infinity }, use: 'stale-ok' },
-  { name: 'stale-while-revalidate within its window', cacheControl: 'max-age=100, stale-while-revalidate=60', at: 150, request: {}, use: 'stale-while-revalidate' },
-  { name: 'stale-while-revalidate at the end of its window', cacheControl: 'max-age=100, stale-while-revalidate=60', at: 160, request: {}, use: 'stale-while-revalidate' },
-  { name: 'stale-while-revalidate beyond its window', cacheControl: 'max-age=100, stale-while-revalidate=60', at: 161, request: {}, use: 'revalidate' },
-  { name: 'stale-while-revalidate with must-revalidate', cacheControl: 'max-age=100, stale-while-revalidate=60, must-revalidate', at: 150, request: {}, use: 'revalidate' },
-  { name: 'stale-while-revalidate with a client max-age', cacheControl: 'max-age=100, stale-while-revalidate=60', at: 150, request: { maxAgeMs: 600 * SECOND }, use: 'revalidate' },
-  { name: 'stale-while-revalidate with a client min-fresh', cacheControl: 'max-age=100, stale-while-revalidate=60', at: 150, request: { minFreshMs: 0 }, use: 'revalidate' },
-  { name: 'stale-while-revalidate with a client no-cache', cacheControl: 'max-age=100, stale-while-revalidate=60', at: 150, request: { noCache: true }, use: 'revalidate' },
+  {
+    name: 'request max-age still bounds the age when max-stale is present',
+    cacheControl: 'max-age=100',
+    at: 150,
+    request: { maxAgeMs: 10 * SECOND, maxStaleMs: Infinity },
+    use: 'revalidate',
+  },
+  {
+    name: 'request max-age and max-stale both satisfied',
+    cacheControl: 'max-age=100',
+    at: 150,
+    request: { maxAgeMs: 200 * SECOND, maxStaleMs: Infinity },
+    use: 'stale-ok',
+  },
+  {
+    name: 'stale-while-revalidate within its window',
+    cacheControl: 'max-age=100, stale-while-revalidate=60',
+    at: 150,
+    request: {},
+    use: 'stale-while-revalidate',
+  },
+  {
+    name: 'stale-while-revalidate at the end of its window',
+    cacheControl: 'max-age=100, stale-while-revalidate=60',
+    at: 160,
+    request: {},
+    use: 'stale-while-revalidate',
+  },
+  {
+    name: 'stale-while-revalidate beyond its window',
+    cacheControl: 'max-age=100, stale-while-revalidate=60',
+    at: 161,
+    request: {},
+    use: 'revalidate',
+  },
+  {
+    name: 'stale-while-revalidate with must-revalidate',
+    cacheControl: 'max-age=100, stale-while-revalidate=60, must-revalidate',
+    at: 150,
+    request: {},
+    use: 'revalidate',
+  },
+  {
+    name: 'stale-while-revalidate with a client max-age',
+    cacheControl: 'max-age=100, stale-while-revalidate=60',
+    at: 150,
+    request: { maxAgeMs: 600 * SECOND },
+    use: 'revalidate',
+  },
+  {
+    name: 'stale-while-revalidate with a client min-fresh',
+    cacheControl: 'max-age=100, stale-while-revalidate=60',
+    at: 150,
+    request: { minFreshMs: 0 },
+    use: 'revalidate',
+  },
+  {
+    name: 'stale-while-revalidate with a client no-cache',
+    cacheControl: 'max-age=100, stale-while-revalidate=60',
+    at: 150,
+    request: { noCache: true },
+    use: 'revalidate',
+  },
   // Without stale-while-revalidate there is no window: an entry whose lifetime just ran out (here
   // max-age=0, or an invalid max-age, at the instant it arrived) is revalidated, not served.
-  { name: 'max-age=0 at the instant it was stored, no stale-while-revalidate', cacheControl: 'max-age=0', at: 0, request: {}, use: 'revalidate' },
+  {
+    name: 'max-age=0 at the instant it was stored, no stale-while-revalidate',
+    cacheControl: 'max-age=0',
+    at: 0,
+    request: {},
+    use: 'revalidate',
+  },
   { name: 'an invalid max-age at the instant it was stored', cacheControl: 'max-age=abc', at: 0, request: {}, use: 'revalidate' },
-  { name: 'max-age=100 exactly at its end, no stale-while-revalidate', cacheControl: 'max-age=100', at: 100, request: {}, use: 'revalidate' },
-  { name: 'an immutable rule is fresh a year later', cacheControl: 'max-age=0', rule: IMMUTABLE, at: 365 * 24 * 3600, request: {}, use: 'fresh' },
+  {
+    name: 'max-age=100 exactly at its end, no stale-while-revalidate',
+    cacheControl: 'max-age=100',
+    at: 100,
+    request: {},
+    use: 'revalidate',
+  },
+  {
+    name: 'an immutable rule is fresh a year later',
+    cacheControl: 'max-age=0',
+    rule: IMMUTABLE,
+    at: 365 * 24 * 3600,
+    request: {},
+    use: 'fresh',
+  },
 ]
 
 for (const c of USE_CASES) {
@@ -130,7 +245,8 @@ test('decideUse counts the upstream Age toward a client max-age and the stalenes
 
 test('parsed request directives drive decideUse end to end', () => {
   const f = freshness({ 'cache-control': 'max-age=100' })
-  const use = (cc: string | undefined, pragma: string | undefined, at: number): Use => decideUse(f, NOW, NOW + at * SECOND, parseRequestDirectives(cc, pragma))
+  const use = (cc: string | undefined, pragma: string | undefined, at: number): Use =>
+    decideUse(f, NOW, NOW + at * SECOND, parseRequestDirectives(cc, pragma))
   assert.equal(use(undefined, 'no-cache', 30), 'revalidate')
   assert.equal(use('max-age=600', 'no-cache', 30), 'fresh')
   assert.equal(use('max-stale', undefined, 150), 'stale-ok')

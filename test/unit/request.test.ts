@@ -8,7 +8,13 @@ import { evaluateRange } from '../../src/respond/range.js'
 import { isNotModified } from '../../src/respond/conditional.js'
 import type { Route } from '../../src/config.js'
 
-const route = (prefix: string): Route => ({ prefix, upstreams: [new URL('http://127.0.0.1:1/base/')], rules: [], followRedirects: false, timeouts: { connectMs: 1000, headersMs: 1000, bodyIdleMs: 1000 } })
+const route = (prefix: string): Route => ({
+  prefix,
+  upstreams: [new URL('http://127.0.0.1:1/base/')],
+  rules: [],
+  followRedirects: false,
+  timeouts: { connectMs: 1000, headersMs: 1000, bodyIdleMs: 1000 },
+})
 const ROUTES = [route('/debian/security/'), route('/debian/'), route('/')]
 
 test('routing takes the longest prefix and keeps the query', () => {
@@ -23,7 +29,18 @@ test('routing takes the longest prefix and keeps the query', () => {
 })
 
 test('routing refuses targets that could leave the upstream prefix', () => {
-  for (const target of ['http://evil.invalid/', '*', '/debian/../x', '/debian/%2e%2e/x', '/debian/%2E%2E/x', '/debian/a%2fb', '/debian/a%5cb', '/debian/a\\b', '/debian/%00', '/debian/%zz']) {
+  for (const target of [
+    'http://evil.invalid/',
+    '*',
+    '/debian/../x',
+    '/debian/%2e%2e/x',
+    '/debian/%2E%2E/x',
+    '/debian/a%2fb',
+    '/debian/a%5cb',
+    '/debian/a\\b',
+    '/debian/%00',
+    '/debian/%zz',
+  ]) {
     const r = routeRequest(ROUTES, target)
     assert.ok('status' in r && r.status === 400, target)
   }
@@ -33,13 +50,20 @@ test('routing refuses targets that could leave the upstream prefix', () => {
 
 test('Range: single, suffix, open, clamped, unsatisfiable, multiple, ignored', () => {
   const size = 100
-  const r = (h: string, ifRange?: string): unknown => evaluateRange(h, ifRange, size, ['ETag', '"v1"', 'Last-Modified', 'Sat, 10 Jan 2026 12:00:00 GMT'])
+  const r = (h: string, ifRange?: string): unknown =>
+    evaluateRange(h, ifRange, size, ['ETag', '"v1"', 'Last-Modified', 'Sat, 10 Jan 2026 12:00:00 GMT'])
   assert.deepEqual(r('bytes=0-9'), { kind: 'partial', ranges: [{ start: 0, end: 9 }] })
   assert.deepEqual(r('bytes=-5'), { kind: 'partial', ranges: [{ start: 95, end: 99 }] })
   assert.deepEqual(r('bytes=90-'), { kind: 'partial', ranges: [{ start: 90, end: 99 }] })
   assert.deepEqual(r('bytes=90-500'), { kind: 'partial', ranges: [{ start: 90, end: 99 }] })
   assert.deepEqual(r('bytes=100-'), { kind: 'unsatisfiable' })
-  assert.deepEqual(r('bytes=0-1,5-6'), { kind: 'partial', ranges: [{ start: 0, end: 1 }, { start: 5, end: 6 }] })
+  assert.deepEqual(r('bytes=0-1,5-6'), {
+    kind: 'partial',
+    ranges: [
+      { start: 0, end: 1 },
+      { start: 5, end: 6 },
+    ],
+  })
   assert.deepEqual(r('bytes=0-5,3-8'), { kind: 'full' }, 'overlapping ranges are served whole')
   assert.deepEqual(r('items=0-5'), { kind: 'full' })
   assert.deepEqual(r('bytes=5-1'), { kind: 'full' })

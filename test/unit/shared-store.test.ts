@@ -30,9 +30,18 @@ async function put(store: TieredStore, key: string, body: Buffer, previous?: Ent
   await temp.fh.write(body, 0, body.length, 0)
   const now = Date.now()
   const meta: EntryMeta = {
-    v: 1, key, status: 200, statusText: 'OK', headers: ['Cache-Control', 'max-age=600'],
-    requestAt: now, responseAt: now, storedAt: now, bodyBytes: body.length,
-    bodyFile: store.bodyFileFor(temp, body.length), sha256: createHash('sha256').update(body).digest('hex'), vary: undefined,
+    v: 1,
+    key,
+    status: 200,
+    statusText: 'OK',
+    headers: ['Cache-Control', 'max-age=600'],
+    requestAt: now,
+    responseAt: now,
+    storedAt: now,
+    bodyBytes: body.length,
+    bodyFile: store.bodyFileFor(temp, body.length),
+    sha256: createHash('sha256').update(body).digest('hex'),
+    vary: undefined,
   }
   await store.commit(temp, meta, previous, undefined)
   await temp.fh.close()
@@ -75,7 +84,7 @@ test('a worker whose view is out of date never deletes the entry another worker 
   assert.equal(fromA?.meta.bodyFile, meta2.bodyFile, 'a still has v2')
   const fromB = await b.lookup('/obj')
   assert.equal(fromB?.meta.bodyFile, meta2.bodyFile, 'b finds v2 on disk')
-  const bucket = join(dir, 'cachemir-v1', 'objects', (fromA).hash.slice(0, 2))
+  const bucket = join(dir, 'cachemir-v1', 'objects', fromA.hash.slice(0, 2))
   const files = (await readdir(bucket)).filter((n) => !n.startsWith('.tmp-')).sort()
   assert.deepEqual(files, [meta2.bodyFile, `${fromA?.hash}.meta`].sort())
 })
