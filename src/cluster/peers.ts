@@ -16,6 +16,7 @@ import { hashKey } from '../cache/entry.js'
 import type { StoreChange, TieredStore } from '../cache/tiered-store.js'
 import type { FillRegistry } from '../upstream/fill-registry.js'
 import { CACHE_NAME, type CacheOutcome } from '../respond/cache-status.js'
+import { HOP_BY_HOP } from '../http/headers.js'
 
 /** Environment the primary gives each worker. */
 export const WORKER_ENV = {
@@ -62,8 +63,6 @@ export function peerSocketPath(group: string, index: number): string {
   return join(group, `${index}.sock`)
 }
 
-/** Hop-by-hop fields of the owner's answer, which the worker's own connection replaces. */
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'proxy-connection', 'te', 'trailer', 'upgrade'])
 /**
  * Not passed to the owner: hop-by-hop fields, and those announcing a request body (only requests
  * without one are handed over; a stray Content-Length would make the owner read the next request

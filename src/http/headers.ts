@@ -7,8 +7,8 @@
  */
 export type RawHeaders = readonly string[]
 
-/** RFC 9110 §7.6.1: connection-specific fields that are never stored or forwarded. */
-const HOP_BY_HOP = new Set([
+/** RFC 9110 §7.6.1: connection-specific fields that are never stored or forwarded. The one list of them. */
+export const HOP_BY_HOP: ReadonlySet<string> = new Set([
   'connection',
   'keep-alive',
   'proxy-connection',
@@ -91,4 +91,18 @@ export function formatHttpDate(ms: number): string {
 export function headerValue(value: string | string[] | undefined): string | undefined {
   if (value === undefined) return undefined
   return Array.isArray(value) ? value.join(', ') : value
+}
+
+/** The lower-case header names a Vary value lists (duplicates removed, sorted); undefined for none. */
+export function varyNames(vary: string | undefined): string[] | undefined {
+  if (vary === undefined) return undefined
+  const names = [
+    ...new Set(
+      vary
+        .split(',')
+        .map((n) => n.trim().toLowerCase())
+        .filter((n) => n !== ''),
+    ),
+  ].sort()
+  return names.length === 0 ? undefined : names
 }

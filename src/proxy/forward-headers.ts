@@ -2,7 +2,7 @@
 // Which client request headers go upstream, and the normalized values Vary compares.
 
 import type { IncomingHttpHeaders } from 'node:http'
-import { headerValue, splitList } from '../http/headers.js'
+import { HOP_BY_HOP, headerValue, splitList } from '../http/headers.js'
 
 /**
  * Never sent upstream on a shared fill: hop-by-hop fields, our own conditionals and ranges
@@ -10,15 +10,8 @@ import { headerValue, splitList } from '../http/headers.js'
  * not depend on one user's identity).
  */
 const NOT_FORWARDED_ON_FILL = new Set([
+  ...HOP_BY_HOP,
   'host',
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'proxy-authorization',
-  'te',
-  'trailer',
-  'transfer-encoding',
-  'upgrade',
   'content-length',
   'expect',
   'if-none-match',
@@ -33,19 +26,8 @@ const NOT_FORWARDED_ON_FILL = new Set([
   'authorization',
 ])
 
-/** Hop-by-hop only: what a private pass-through request (the client's own) drops. */
-const HOP_BY_HOP = new Set([
-  'host',
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'proxy-authorization',
-  'te',
-  'trailer',
-  'transfer-encoding',
-  'upgrade',
-  'expect',
-])
+/** Hop-by-hop only (and Host and Expect, which the upstream request sets itself): what a private pass-through request drops. */
+const NOT_FORWARDED_PRIVATELY = new Set([...HOP_BY_HOP, 'host', 'expect'])
 
 function copy(headers: IncomingHttpHeaders, drop: ReadonlySet<string>): Record<string, string> {
   const named = new Set(splitList(headerValue(headers.connection) ?? '').map((n) => n.toLowerCase()))
@@ -64,5 +46,5 @@ export function fillHeaders(headers: IncomingHttpHeaders): Record<string, string
 
 /** Headers for a request passed through for one client only (not stored). */
 export function privateHeaders(headers: IncomingHttpHeaders): Record<string, string> {
-  return copy(headers, HOP_BY_HOP)
+  return copy(headers, NOT_FORWARDED_PRIVATELY)
 }

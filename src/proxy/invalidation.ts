@@ -5,7 +5,7 @@
 import type { IncomingHttpHeaders } from 'node:http'
 import type { Route } from '../config.js'
 import { headerValue } from '../http/headers.js'
-import { routeRequest, type Routed } from './route.js'
+import { resolveReference, routeRequest, targetWithinRoute, type Routed } from './route.js'
 import { upstreamUrl } from './pass-through.js'
 
 /**
@@ -20,18 +20,11 @@ export function invalidatedKeys(routes: readonly Route[], routed: Routed, header
   for (const name of ['location', 'content-location']) {
     const value = headerValue(headers[name])
     if (value === undefined) continue
-    let url: URL
-    try {
-      url = new URL(value, base)
-    } catch {
-      continue
-    }
-    for (const upstream of routed.route.upstreams) {
-      if (url.origin !== upstream.origin || !url.pathname.startsWith(upstream.pathname)) continue
-      const target = routed.route.prefix + url.pathname.slice(upstream.pathname.length) + url.search
-      const again = routeRequest(routes, target)
-      if (!('status' in again) && again.route === routed.route) keys.add(again.key)
-    }
+    const url = resolveReference(value, base)
+    const target = url === undefined ? undefined : targetWithinRoute(routed.route, url)
+    if (target === undefined) continue
+    const again = routeRequest(routes, routed.route.prefix + target)
+    if (!('status' in again) && again.route === routed.route) keys.add(again.key)
   }
   return [...keys]
 }

@@ -1,8 +1,10 @@
 // src/proxy/route.ts
-// request target -> Route and the path below its prefix, or a reason to refuse it.
+// request target -> Route and the path below its prefix, or a reason to refuse it; and the other
+// way, an upstream URL -> the target below a route's prefix that names it.
 // The mirror is never an open proxy: only origin-form targets under a configured prefix pass.
 
 import type { Route } from '../config.js'
+import { urlKey } from './cache-key.js'
 
 export interface Routed {
   readonly route: Route
@@ -28,7 +30,7 @@ export function routeRequest(routes: readonly Route[], target: string): RouteRes
   if (unsafe !== undefined) return { status: 400, reason: unsafe }
   for (const route of routes) {
     if (path.startsWith(route.prefix)) {
-      return { route, relativePath: path.slice(route.prefix.length) + query, key: path + query }
+      return { route, relativePath: path.slice(route.prefix.length) + query, key: urlKey(path, query) }
     }
   }
   return { status: 404, reason: 'no route for this path' }
@@ -49,4 +51,26 @@ function unsafePathReason(path: string): string | undefined {
     if (decoded.includes('/') || decoded.includes('\\') || decoded.includes('\0')) return 'encoded separator in path'
   }
   return undefined
+}
+
+/**
+ * The target below the route prefix (path and query, no leading slash) that names `url`, when
+ * `url` lies under one of the route's upstreams; undefined for any other URL. The one test of
+ * "is this URL inside the route", used for redirects and for invalidation.
+ */
+export function targetWithinRoute(route: Route, url: URL): string | undefined {
+  for (const upstream of route.upstreams) {
+    if (url.origin === upstream.origin && url.pathname.startsWith(upstream.pathname))
+      return url.pathname.slice(upstream.pathname.length) + url.search
+  }
+  return undefined
+}
+
+/** Resolves a URL reference (a Location value) against `base`; undefined when it is not a valid URL. */
+export function resolveReference(reference: string, base: URL): URL | undefined {
+  try {
+    return new URL(reference, base)
+  } catch {
+    return undefined
+  }
 }

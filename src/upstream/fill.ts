@@ -22,10 +22,10 @@ import { InternalError, isCachemirError, UpstreamBodyError, type CachemirError }
 import type { CachedEntry, EntryMeta } from '../cache/entry.js'
 import type { TempBody } from '../cache/disk-store.js'
 import type { TieredStore } from '../cache/tiered-store.js'
-import { getRaw, stripHopByHop, withoutFields } from '../http/headers.js'
+import { getRaw, stripHopByHop, varyNames, withoutFields } from '../http/headers.js'
 import { canStore, fieldsNotStored, type StoreDecision } from '../policy/freshness.js'
-import { varyNames, varyRecord, variantKey } from '../cache/vary.js'
-import { isRedirect, rewriteLocation, targetWithinRoute } from './redirects.js'
+import { varyRecord, variantKey } from '../proxy/cache-key.js'
+import { isRedirect, redirectWithinRoute, rewriteLocation } from './redirects.js'
 import { discardBody, toUpstreamError, type UpstreamClient, type UpstreamResponse } from './client.js'
 
 /** Where one reader is in the body. */
@@ -226,7 +226,7 @@ export class Fill {
       // Redirects within the route are followed when the route says so; the final answer is
       // stored under the key that was asked for.
       for (let hop = 0; route.followRedirects && hop < MAX_REDIRECTS && isRedirect(response.status); hop++) {
-        const next = targetWithinRoute(route, response.url, getRaw(response.headers, 'location'))
+        const next = redirectWithinRoute(route, response.url, getRaw(response.headers, 'location'))
         if (next === undefined) break
         discardBody(response.body)
         response = await upstream.request(route, {

@@ -4,6 +4,7 @@
 
 import type { Route } from '../config.js'
 import { getRaw } from '../http/headers.js'
+import { resolveReference, targetWithinRoute } from '../proxy/route.js'
 
 const REDIRECTS = new Set([301, 302, 303, 307, 308])
 
@@ -15,20 +16,9 @@ export function isRedirect(status: number): boolean {
  * The request target below the route prefix that `location` (resolved against the URL that
  * answered) points at, when it lies under one of the route's upstreams; undefined otherwise.
  */
-export function targetWithinRoute(route: Route, answeredBy: URL, location: string | undefined): string | undefined {
-  if (location === undefined) return undefined
-  let url: URL
-  try {
-    url = new URL(location, answeredBy)
-  } catch {
-    return undefined
-  }
-  for (const upstream of route.upstreams) {
-    if (url.origin === upstream.origin && url.pathname.startsWith(upstream.pathname)) {
-      return url.pathname.slice(upstream.pathname.length) + url.search
-    }
-  }
-  return undefined
+export function redirectWithinRoute(route: Route, answeredBy: URL, location: string | undefined): string | undefined {
+  const url = location === undefined ? undefined : resolveReference(location, answeredBy)
+  return url === undefined ? undefined : targetWithinRoute(route, url)
 }
 
 /**
@@ -36,7 +26,7 @@ export function targetWithinRoute(route: Route, answeredBy: URL, location: strin
  * path-absolute reference, so it works whatever host name the client used). Others are kept.
  */
 export function rewriteLocation(headers: readonly string[], route: Route, answeredBy: URL): string[] {
-  const target = targetWithinRoute(route, answeredBy, getRaw(headers, 'location'))
+  const target = redirectWithinRoute(route, answeredBy, getRaw(headers, 'location'))
   const out = [...headers]
   if (target === undefined) return out
   for (let i = 0; i < out.length; i += 2) {

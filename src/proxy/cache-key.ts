@@ -1,9 +1,15 @@
-// src/cache/vary.ts
-// Several stored variants per URL (RFC 9111 §4.1): a variant's cache key is the URL's key plus
-// the request's normalized values of the headers the response named in Vary.
+// src/proxy/cache-key.ts
+// request -> cache key: the URL's key (path and query), and for a URL whose responses vary
+// (RFC 9111 §4.1) the variant's key, the URL's key plus the request's normalized values of the
+// headers the response named in Vary. The cache itself never reads a request.
 
 import type { IncomingHttpHeaders } from 'node:http'
 import { headerValue } from '../http/headers.js'
+
+/** The cache key of a request target: its path and query, as sent (the route has checked them). */
+export function urlKey(path: string, query: string): string {
+  return path + query
+}
 
 /** A request header's value as Vary compares it: members trimmed, whitespace folded, '' when absent. */
 export function varyValue(headers: IncomingHttpHeaders, name: string): string {
@@ -14,20 +20,6 @@ export function varyValue(headers: IncomingHttpHeaders, name: string): string {
     .map((m) => m.trim().replace(/\s+/g, ' '))
     .filter((m) => m !== '')
     .join(', ')
-}
-
-/** The lower-case header names a Vary value lists (duplicates removed, sorted); undefined for none. */
-export function varyNames(vary: string | undefined): string[] | undefined {
-  if (vary === undefined) return undefined
-  const names = [
-    ...new Set(
-      vary
-        .split(',')
-        .map((n) => n.trim().toLowerCase())
-        .filter((n) => n !== ''),
-    ),
-  ].sort()
-  return names.length === 0 ? undefined : names
 }
 
 /** The request's values for `names`. */
