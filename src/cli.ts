@@ -37,7 +37,7 @@ async function serve(args: ConfigInput): Promise<void> {
     return
   }
   const identity = cluster.isWorker ? workerIdentity(process.env) : undefined
-  const peers = identity === undefined ? undefined : new Peers(identity, log.child({ component: 'peers' }))
+  const peers = identity === undefined ? undefined : new Peers(identity, log.child({ component: 'peers' }), config.name)
   // Signals are handled from the start: one that arrives while the server is still starting
   // stops it as soon as it is up, with the same graceful path.
   let mirror: Mirror | undefined
@@ -119,7 +119,8 @@ await yargs(hideBin(process.argv))
         .option('workers', {
           type: 'string',
           describe: `Server processes sharing the port and the cache, 1-64 or auto (default 1) ${envNote('workers')}`,
-        }),
+        })
+        .option('name', { type: 'string', describe: `This node's name in Cache-Status (default cachemir) ${envNote('name')}` }),
     (argv) =>
       serve({
         upstream: argv.upstream,
@@ -136,6 +137,7 @@ await yargs(hideBin(process.argv))
         headersTimeout: argv['headers-timeout'],
         idleTimeout: argv['idle-timeout'],
         workers: argv.workers,
+        name: argv.name,
       }),
   )
   .strict()

@@ -3,7 +3,7 @@
 
 import fs from 'node:fs'
 import path from 'node:path'
-import type { CacheMode, CacheRule, LogLevel, Route, TimeoutOverrides } from './config.js'
+import type { CacheMode, CacheRule, LogLevel, Route, TimeoutOverrides } from './config-types.js'
 import { parseDuration } from './util/units.js'
 import {
   checkBoolean,
@@ -11,6 +11,7 @@ import {
   checkReadableFile,
   checkTimeouts,
   checkWorkers,
+  checkName,
   checkDir,
   checkKeys,
   checkListen,
@@ -39,6 +40,7 @@ const TOP_KEYS = [
   'caFile',
   'timeouts',
   'workers',
+  'name',
 ]
 const ROUTE_KEYS = ['prefix', 'upstreams', 'rules', 'timeouts', 'followRedirects']
 const RULE_KEYS = ['match', 'cache', 'ttl', 'storeSetCookie']
@@ -61,6 +63,7 @@ export interface FileSettings {
   ca?: string | undefined
   timeouts?: TimeoutOverrides | undefined
   workers?: number | undefined
+  name?: string | undefined
   upstreams?: { readonly field: string; readonly urls: readonly URL[] | undefined } | undefined
   readonly routes: RouteSpec[]
   /** How many entries the file's `routes` array has, valid or not. */
@@ -109,6 +112,7 @@ export function readConfigFile(source: Given, problems: string[]): FileSettings 
   if (has('caFile')) settings.ca = checkReadableFile(at('caFile'), fileDir, problems)
   if (has('timeouts')) settings.timeouts = checkTimeouts(at('timeouts'), problems)
   if (has('workers')) settings.workers = checkWorkers(at('workers'), problems)
+  if (has('name')) settings.name = checkName(at('name'), problems)
   if (has('upstreams')) {
     const upstreams = at('upstreams')
     settings.upstreams = { field: upstreams.field, urls: checkUpstreamArray(upstreams, problems) }

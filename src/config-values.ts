@@ -6,7 +6,7 @@ import fs from 'node:fs'
 import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
-import type { LogLevel, TimeoutOverrides } from './config.js'
+import type { LogLevel, TimeoutOverrides } from './config-types.js'
 import { parseDuration, parseSize } from './util/units.js'
 
 /** Where the mirror listens when only a port is given. */
@@ -196,6 +196,18 @@ export function checkWorkers({ field, value }: Given, problems: string[]): numbe
     return undefined
   }
   return n
+}
+
+/** RFC 8941 §3.3.4 token, as a Cache-Status member name must be (and short enough to read). */
+const TOKEN = /^[A-Za-z*][A-Za-z0-9!#$%&'*+\-.^_`|~:/]{0,63}$/
+
+/** A node name for Cache-Status: an RFC 8941 token such as `mirror-1`. */
+export function checkName({ field, value }: Given, problems: string[]): string | undefined {
+  if (typeof value !== 'string' || !TOKEN.test(value.trim())) {
+    problems.push(`${field}: expected a name like "mirror-1" (a letter, then letters, digits or -._:/*, at most 64), got ${show(value)}`)
+    return undefined
+  }
+  return value.trim()
 }
 
 /** A readable file's text (PEM bundles). */

@@ -4,6 +4,7 @@
 import os from 'node:os'
 import path from 'node:path'
 import { ConfigError } from './errors.js'
+import type { Config, Timeouts } from './config-types.js'
 import { readConfigFile, type FileSettings, type RouteSpec } from './config-file.js'
 import {
   checkBoolean,
@@ -11,6 +12,7 @@ import {
   checkDuration,
   checkListen,
   checkLogLevel,
+  checkName,
   checkReadableFile,
   checkSize,
   checkUpstreams,
@@ -19,78 +21,7 @@ import {
   type Given,
 } from './config-values.js'
 
-/** How a per-route rule overrides the upstream's caching headers for matching paths. */
-export type CacheMode =
-  /** Follow the upstream's headers (RFC 9111); `ttlMs` replaces the Last-Modified heuristic. */
-  | 'default'
-  /** Fresh forever once stored: never revalidated (content-addressed files such as .deb, .apk, tarballs). */
-  | 'immutable'
-  /** Stored, but revalidated with the upstream on every request (index files such as InRelease). */
-  | 'revalidate'
-  /** Never stored; every request goes upstream. */
-  | 'no-store'
-
-export interface CacheRule {
-  /** Tested against the request path below the route prefix, query included, e.g. `pool/main/a.deb`. */
-  readonly pattern: RegExp
-  readonly mode: CacheMode
-  /** Freshness lifetime for responses that carry no explicit one (no max-age/Expires); replaces the heuristic. */
-  readonly ttlMs: number | undefined
-  /** Store responses carrying Set-Cookie when they are explicitly fresh (default false: never). */
-  readonly storeSetCookie?: boolean
-}
-
-/** Limits on one upstream exchange. */
-export interface Timeouts {
-  /** TCP (and TLS) connect. */
-  readonly connectMs: number
-  /** From sending the request to the end of the response headers. */
-  readonly headersMs: number
-  /** Longest silence between two body chunks; a stalled body is a mid-body failure. */
-  readonly bodyIdleMs: number
-}
-
-export type TimeoutOverrides = Partial<Timeouts>
-
-export interface Route {
-  /** Path prefix served by this route; starts and ends with `/` (the catch-all route is `/`). */
-  readonly prefix: string
-  /** Equivalent upstream base URLs, tried in order; each ends with `/`. */
-  readonly upstreams: readonly URL[]
-  /** First matching rule wins; no match means mode `default`. */
-  readonly rules: readonly CacheRule[]
-  /** This route's upstream limits (the global ones, overridden per route). */
-  readonly timeouts: Timeouts
-  /** Follow upstream redirects that stay within this route's upstreams, storing the target under the requested key. */
-  readonly followRedirects: boolean
-}
-
-export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
-
-export interface Config {
-  /** Address to listen on; port 0 picks a free port. */
-  readonly host: string
-  readonly port: number
-  /** Root of the on-disk cache; created on first use. */
-  readonly cacheDir: string
-  /** Upper bound for the bytes of cached bodies on disk. */
-  readonly maxDiskBytes: number
-  /** Upper bound for the bytes of bodies and headers held in memory. */
-  readonly maxMemoryBytes: number
-  readonly logLevel: LogLevel
-  /** Longest matching prefix wins. */
-  readonly routes: readonly Route[]
-  /** Serve only from cache; never contact an upstream. */
-  readonly offline: boolean
-  /** After SIGTERM, how long in-flight responses may run on before connections are closed. */
-  readonly shutdownGraceMs: number
-  /** Extra trusted CA certificates (PEM) for https upstreams. */
-  readonly ca: string | undefined
-  /** Default upstream limits (routes may override). */
-  readonly timeouts: Timeouts
-  /** Server processes sharing the port and the disk cache (1: no cluster). */
-  readonly workers: number
-}
+export type { CacheMode, CacheRule, Config, LogLevel, Route, TimeoutOverrides, Timeouts } from './config-types.js'
 
 /**
  * Where the cache lives when nothing else says: `$XDG_CACHE_HOME/cachemir`, or `~/.cache/cachemir`.
@@ -120,6 +51,7 @@ export const DEFAULTS: Readonly<Omit<Config, 'routes'>> = Object.freeze({
   maxDiskBytes: 10 * 1024 ** 3,
   maxMemoryBytes: 256 * 1024 ** 2,
   logLevel: 'info',
+  name: 'cachemir',
 })
 
 /** Raw command-line values as yargs hands them over; resolveConfig() validates all of them. */
@@ -150,6 +82,8 @@ export interface ConfigInput {
   idleTimeout?: string | undefined
   /** `--workers N` or `auto` (one per CPU). */
   workers?: string | number | undefined
+  /** `--name`: this node's name in Cache-Status. */
+  name?: string | undefined
 }
 
 /** The environment variable behind each setting; each is overridden by its flag. */
@@ -168,6 +102,7 @@ export const ENV_VARS = Object.freeze({
   headersTimeout: 'CACHEMIR_HEADERS_TIMEOUT',
   idleTimeout: 'CACHEMIR_IDLE_TIMEOUT',
   workers: 'CACHEMIR_WORKERS',
+  name: 'CACHEMIR_NAME',
 } as const satisfies Record<keyof ConfigInput, string>)
 
 const FLAGS = {
@@ -185,6 +120,7 @@ const FLAGS = {
   headersTimeout: '--headers-timeout',
   idleTimeout: '--idle-timeout',
   workers: '--workers',
+  name: '--name',
 } as const satisfies Record<keyof ConfigInput, string>
 
 /** The settings that take a single string (everything but the repeatable --upstream). */
@@ -226,6 +162,7 @@ export function resolveConfig(args: ConfigInput, env: Record<string, string | un
   const shutdownGraceMs = pick('shutdownGrace', file?.shutdownGraceMs, (g) => checkDuration(g, '10s', problems))
   const ca = pick('caFile', file?.ca, (g) => checkReadableFile(g, process.cwd(), problems))
   const workers = pick('workers', file?.workers, (g) => checkWorkers(g, problems))
+  const name = pick('name', file?.name, (g) => checkName(g, problems))
   const timeouts: Timeouts = {
     connectMs: pick('connectTimeout', file?.timeouts?.connectMs, (g) => checkDuration(g, '10s', problems)) ?? DEFAULTS.timeouts.connectMs,
     headersMs: pick('headersTimeout', file?.timeouts?.headersMs, (g) => checkDuration(g, '30s', problems)) ?? DEFAULTS.timeouts.headersMs,
@@ -256,6 +193,7 @@ export function resolveConfig(args: ConfigInput, env: Record<string, string | un
     ca: ca ?? DEFAULTS.ca,
     timeouts: Object.freeze(timeouts),
     workers: workers ?? DEFAULTS.workers,
+    name: name ?? DEFAULTS.name,
   })
 }
 

@@ -50,13 +50,23 @@ export class UpstreamBodyError extends CachemirError {
   }
 }
 
-/** The request is malformed or unsafe (bad path, absolute-form URI, traversal). */
+/** The request is malformed or unsafe (bad path, absolute-form URI, traversal). The message is the reason alone: it is the 400's body. */
 export class BadRequestError extends CachemirError {
   override name = 'BadRequestError'
   readonly code = 'CACHEMIR_BAD_REQUEST'
   readonly statusCode = 400
   constructor(reason: string, options?: ErrorOptions) {
-    super(`bad request: ${reason}`, options)
+    super(reason, options)
+  }
+}
+
+/** The path lies under no route (the mirror is never an open proxy), or under /_cachemir/ but names no endpoint. */
+export class NotFoundError extends CachemirError {
+  override name = 'NotFoundError'
+  readonly code = 'CACHEMIR_NOT_FOUND'
+  readonly statusCode = 404
+  constructor(reason: string, options?: ErrorOptions) {
+    super(reason, options)
   }
 }
 

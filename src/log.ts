@@ -3,7 +3,7 @@
 
 import { pino, type DestinationStream, type Logger } from 'pino'
 import type { LogLevel } from './config.js'
-import type { Exchange } from './proxy/handle.js'
+import type { Exchange } from './proxy/exchange.js'
 import { outcomeWord } from './respond/cache-status.js'
 
 /** Creates the root logger. Without a destination, logs go to stdout through an async writer. */

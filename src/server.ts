@@ -1,12 +1,12 @@
 // src/server.ts
-// The node:http server: opens the store, wires the request pipeline, serves /_cachemir/
-// endpoints, and closes gracefully.
+// The node:http server: opens the store, wires the request pipeline and the admin room, and
+// closes gracefully.
 
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import type { Logger } from 'pino'
 import { describeListen, type Config } from './config.js'
-import { ConfigError } from './errors.js'
+import { ConfigError, InternalError } from './errors.js'
 import type { ScanResult } from './cache/disk-store.js'
 import { TieredStore, type StoreChange } from './cache/tiered-store.js'
 import { FillRegistry } from './upstream/fill-registry.js'
@@ -14,13 +14,13 @@ import { UpstreamClient } from './upstream/client.js'
 import { PassThrough } from './proxy/pass-through.js'
 import { routeRequest } from './proxy/route.js'
 import { handle, type Deps, type Exchange } from './proxy/handle.js'
-import { sendError } from './respond/send-error.js'
-import type { CacheOutcome } from './respond/cache-status.js'
+import { sendFailure } from './respond/send-error.js'
+import { checkTransform, type BodyTransform } from './respond/body-transform.js'
+import { CacheStatusWriter, type CacheOutcome } from './respond/cache-status.js'
+import { AdminRouter, isAdminPath } from './admin/router.js'
+import { healthEndpoint } from './admin/health.js'
 import type { Peers } from './cluster/peers.js'
 import { logCompleted } from './log.js'
-
-/** Paths under this prefix are the mirror's own endpoints, never routed upstream. */
-export const RESERVED_PREFIX = '/_cachemir/'
 
 export interface Mirror {
   /** Base URL clients use, e.g. `http://127.0.0.1:8080`. */
@@ -44,6 +44,11 @@ export interface MirrorOptions {
   readonly clientHeadersMs?: number
   /** This process is one worker of `serve --workers N`: the other workers, as seen from here. */
   readonly peers?: Peers
+  /**
+   * Serve-time body transforms, by route prefix: every body that route serves (cached, filling or
+   * passed through) goes through the transform. Routes without one serve the stored bytes.
+   */
+  readonly transforms?: ReadonlyMap<string, BodyTransform>
 }
 
 export async function startMirror(config: Config, log: Logger, options: MirrorOptions = {}): Promise<Mirror> {
@@ -58,11 +63,13 @@ export async function startMirror(config: Config, log: Logger, options: MirrorOp
   const now = options.now ?? Date.now
   const upstream = new UpstreamClient({ now, ca: config.ca, env: process.env })
   const fills = new FillRegistry(store, upstream, log.child({ component: 'fill' }))
-  const passThrough = new PassThrough(log.child({ component: 'pass-through' }), upstream)
-  const deps: Deps = { config, store, fills, upstream, passThrough, now, peers }
+  const cacheStatus = new CacheStatusWriter(config.name)
+  const passThrough = new PassThrough(log.child({ component: 'pass-through' }), upstream, cacheStatus)
+  const transforms = checkedTransforms(config, options.transforms)
+  const deps: Deps = { config, store, fills, upstream, passThrough, now, peers, cacheStatus, transforms }
   // Other workers' changes apply from now on, before this worker serves anything.
   const unsubscribe = peers?.subscribe(store, fills)
-  const startedAt = Date.now()
+  const admin = new AdminRouter(cacheStatus).add(healthEndpoint({ config, store, fills, upstream, peers, startedAt: Date.now() }))
   let nextId = 0
   let inFlight = 0
   let idle: (() => void) | undefined
@@ -92,7 +99,7 @@ export async function startMirror(config: Config, log: Logger, options: MirrorOp
   // A thrown error in one request becomes a 500 for that request and a log line, never a crash.
   const failed = (x: Exchange, err: unknown): void => {
     x.log.error({ err, url: x.req.url }, 'request failed')
-    sendError(x.res, 500, 'internal error')
+    sendFailure(x.res, new InternalError('internal error', { cause: err }), cacheStatus.format({}))
   }
   const server = createServer(
     {
@@ -107,42 +114,15 @@ export async function startMirror(config: Config, log: Logger, options: MirrorOp
   /** Undefined when the request was answered synchronously (a fresh memory hit). */
   function dispatch(x: Exchange): Promise<void> | undefined {
     const url = x.req.url ?? ''
-    if (url.startsWith('/_cachemir')) {
-      const path = url.split('?')[0] as string
-      if (path.startsWith(RESERVED_PREFIX) || path === '/_cachemir') {
-        ownEndpoint(x.req, x.res)
-        return undefined
-      }
-    }
+    if (url.startsWith('/_cachemir') && isAdminPath(url.split('?', 1)[0] ?? '')) return admin.handle(x.req, x.res)
     return handle(x, deps)
-  }
-
-  function ownEndpoint(req: IncomingMessage, res: ServerResponse): void {
-    const path = (req.url ?? '').split('?')[0]
-    if (path === `${RESERVED_PREFIX}health` && (req.method === 'GET' || req.method === 'HEAD')) {
-      const body = JSON.stringify({
-        status: 'ok',
-        pid: process.pid,
-        uptimeMs: Date.now() - startedAt,
-        store: store.stats(),
-        fills: { active: fills.size, ...fills.counters },
-        offline: config.offline,
-        upstream: upstream.counters,
-        routes: config.routes.map((r) => ({ prefix: r.prefix, upstreams: upstream.health.report(r.upstreams) })),
-        ...(peers === undefined ? {} : { worker: { index: peers.self.index, count: peers.self.count, ...peers.counters } }),
-      })
-      res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-store', 'Content-Length': Buffer.byteLength(body) })
-      res.end(req.method === 'HEAD' ? undefined : body)
-      return
-    }
-    sendError(res, 404, 'no such cachemir endpoint')
   }
 
   server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
     // Node leaves upgraded sockets without an error listener: a reset must not crash the server.
     socket.on('error', () => socket.destroy())
     const path = (req.url ?? '').split('?')[0] as string
-    const routed = path.startsWith(RESERVED_PREFIX) ? ({ status: 404 } as const) : routeRequest(config.routes, req.url ?? '')
+    const routed = isAdminPath(path) ? ({ status: 404 } as const) : routeRequest(config.routes, req.url ?? '')
     if ('status' in routed) {
       refuse(
         socket,
@@ -249,6 +229,16 @@ class RequestContext implements Exchange {
   get log(): Logger {
     return (this.#log ??= this.#root.child({ reqId: this.#id }))
   }
+}
+
+/** The transforms given for configured routes, each checked; a prefix without a route is a mistake. */
+function checkedTransforms(config: Config, given: ReadonlyMap<string, BodyTransform> | undefined): ReadonlyMap<string, BodyTransform> {
+  if (given === undefined) return new Map()
+  for (const [prefix, transform] of given) {
+    if (!config.routes.some((r) => r.prefix === prefix)) throw new ConfigError([`transforms: no route has the prefix ${prefix}`])
+    checkTransform(transform)
+  }
+  return given
 }
 
 /** Answers a connection node:http has handed over (CONNECT, refused upgrades) and closes it fully. */

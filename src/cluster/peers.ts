@@ -15,8 +15,8 @@ import type { Logger } from 'pino'
 import { hashKey } from '../cache/entry.js'
 import type { StoreChange, TieredStore } from '../cache/tiered-store.js'
 import type { FillRegistry } from '../upstream/fill-registry.js'
-import { CACHE_NAME, type CacheOutcome } from '../respond/cache-status.js'
-import { HOP_BY_HOP } from '../http/headers.js'
+import { memberOf, parseCacheStatus, type CacheOutcome } from '../respond/cache-status.js'
+import { HOP_BY_HOP, headerValue } from '../http/headers.js'
 
 /** Environment the primary gives each worker. */
 export const WORKER_ENV = {
@@ -80,9 +80,13 @@ export class Peers {
   readonly #barriers = new Map<string, () => void>()
   #nextBarrier = 0
 
-  constructor(self: WorkerIdentity, log: Logger) {
+  /** The name every worker's Cache-Status member carries (the group shares one configuration). */
+  readonly #cacheName: string
+
+  constructor(self: WorkerIdentity, log: Logger, cacheName: string) {
     this.self = self
     this.#log = log
+    this.#cacheName = cacheName
   }
 
   /** The worker that fills `urlKey`. */
@@ -161,14 +165,8 @@ export class Peers {
           const name = answer.rawHeaders[i] as string
           if (!HOP_BY_HOP.has(name.toLowerCase())) raw.push(name, answer.rawHeaders[i + 1] as string)
         }
-        const status = String(answer.headers['cache-status'] ?? '')
-        const ours =
-          status
-            .split(',')
-            .map((s) => s.trim())
-            .filter((s) => s.startsWith(CACHE_NAME))
-            .pop() ?? ''
-        onAnswer(ours.includes('; hit') ? { hit: true, detail: 'peer' } : { fwd: 'miss', detail: 'peer' })
+        const ours = memberOf(parseCacheStatus(headerValue(answer.headers['cache-status'])), this.#cacheName)
+        onAnswer(ours?.params.hit === true ? { hit: true, detail: 'peer' } : { fwd: 'miss', detail: 'peer' })
         res.writeHead(answer.statusCode ?? 502, answer.statusMessage ?? '', raw)
         pipeline(answer, res).then(
           () => resolve('answered'),

@@ -12,21 +12,26 @@ import type { Routed } from './route.js'
 import { isRedirect, rewriteLocation } from '../upstream/redirects.js'
 import { discardBody, type UpstreamClient, type UpstreamResponse } from '../upstream/client.js'
 import { sendFailure } from '../respond/send-error.js'
+import type { CacheStatusWriter } from '../respond/cache-status.js'
 import { stripHopByHop } from '../http/headers.js'
 import { buildHead, writeHead } from '../respond/head.js'
 import { privateHeaders } from './forward-headers.js'
+import { transformedHeaders, transformFor, type BodyTransform } from '../respond/body-transform.js'
 
 export class PassThrough {
   readonly #proxy: ProxyServer
   readonly #log: Logger
   readonly #upstream: UpstreamClient
   readonly #ca: string | undefined
+  /** Every passed-through response says `fwd=method`. */
+  readonly #cacheStatus: string
 
   /**
    * Other methods go through the same undici client as fills (proxies, CAs, timeouts and
    * keep-alive apply alike); WebSocket upgrades go through httpxy, which speaks that protocol.
    */
-  constructor(log: Logger, upstream: UpstreamClient) {
+  constructor(log: Logger, upstream: UpstreamClient, cacheStatus: CacheStatusWriter) {
+    this.#cacheStatus = cacheStatus.format({ fwd: 'method' })
     this.#log = log
     this.#upstream = upstream
     this.#ca = upstream.ca
@@ -67,13 +72,13 @@ export class PassThrough {
     } catch (err) {
       res.off('close', onClose)
       if (!abort.signal.aborted) this.#log.warn({ err, method: req.method, target: target.href }, 'pass-through failed')
-      sendFailure(res, err, { fwd: 'method' })
+      sendFailure(res, err, this.#cacheStatus)
       return { status: 0, headers: {}, target }
     }
     const headers = headersObject(response.headers)
     try {
       await onResponse?.(response.status, headers)
-      await streamResponse(req, res, response, 'cachemir; fwd=method')
+      await streamResponse(req, res, response, this.#cacheStatus)
     } finally {
       res.off('close', onClose)
     }
@@ -115,6 +120,7 @@ export async function fetchPrivately(
   routed: Routed,
   upstream: UpstreamClient,
   cacheStatus: string,
+  transform?: BodyTransform,
 ): Promise<UpstreamResponse> {
   const response = await upstream.request(routed.route, {
     method: req.method === 'HEAD' ? 'HEAD' : 'GET',
@@ -122,7 +128,7 @@ export async function fetchPrivately(
     headers: privateHeaders(req.headers),
   })
   const headers = isRedirect(response.status) ? rewriteLocation(response.headers, routed.route, response.url) : response.headers
-  await streamResponse(req, res, { ...response, headers }, cacheStatus)
+  await streamResponse(req, res, { ...response, headers }, cacheStatus, transform, routed.relativePath)
   return response
 }
 
@@ -132,8 +138,13 @@ export async function streamResponse(
   res: ServerResponse,
   response: UpstreamResponse,
   cacheStatus: string,
+  routeTransform?: BodyTransform,
+  relativePath = '',
 ): Promise<void> {
-  writeHead(res, response.status, response.statusText, buildHead(stripHopByHop(response.headers), { cacheStatus }))
+  const stripped = stripHopByHop(response.headers)
+  const transform = transformFor(routeTransform, response.status, relativePath, stripped)
+  const headers = transform === undefined ? stripped : transformedHeaders(stripped, transform)
+  writeHead(res, response.status, response.statusText, buildHead(headers, { cacheStatus }))
   if (req.method === 'HEAD') {
     // The body (of a GET made on a HEAD's behalf) is not wanted: drop it rather than download it.
     discardBody(response.body)
@@ -141,7 +152,8 @@ export async function streamResponse(
     return
   }
   try {
-    await pipeline(response.body, res)
+    if (transform === undefined) await pipeline(response.body, res)
+    else await pipeline(response.body, transform.create(), res)
   } catch {
     discardBody(response.body)
     res.destroy()

@@ -4,6 +4,7 @@
 // The mirror is never an open proxy: only origin-form targets under a configured prefix pass.
 
 import type { Route } from '../config.js'
+import { BadRequestError, NotFoundError } from '../errors.js'
 import { urlKey } from './cache-key.js'
 
 export interface Routed {
@@ -14,7 +15,14 @@ export interface Routed {
   readonly key: string
 }
 
-export type RouteResult = Routed | { readonly status: 400 | 404; readonly reason: string }
+/** A refused target: its status, the reason (the response body), and the error to answer with. */
+export interface Refused {
+  readonly status: 400 | 404
+  readonly reason: string
+  readonly error: BadRequestError | NotFoundError
+}
+
+export type RouteResult = Routed | Refused
 
 /**
  * Matches `target` (the request line's target) against `routes`, longest prefix first.
@@ -22,18 +30,26 @@ export type RouteResult = Routed | { readonly status: 400 | 404; readonly reason
  * request can never reach above its route's upstream path.
  */
 export function routeRequest(routes: readonly Route[], target: string): RouteResult {
-  if (!target.startsWith('/')) return { status: 400, reason: 'request target must be a path' }
+  if (!target.startsWith('/')) return badRequest('request target must be a path')
   const q = target.indexOf('?')
   const path = q < 0 ? target : target.slice(0, q)
   const query = q < 0 ? '' : target.slice(q)
   const unsafe = unsafePathReason(path)
-  if (unsafe !== undefined) return { status: 400, reason: unsafe }
+  if (unsafe !== undefined) return badRequest(unsafe)
   for (const route of routes) {
     if (path.startsWith(route.prefix)) {
       return { route, relativePath: path.slice(route.prefix.length) + query, key: urlKey(path, query) }
     }
   }
-  return { status: 404, reason: 'no route for this path' }
+  return notFound('no route for this path')
+}
+
+function badRequest(reason: string): Refused {
+  return { status: 400, reason, error: new BadRequestError(reason) }
+}
+
+export function notFound(reason: string): Refused {
+  return { status: 404, reason, error: new NotFoundError(reason) }
 }
 
 function unsafePathReason(path: string): string | undefined {

@@ -2,6 +2,7 @@
 // Builds the header list sent to a client from a stored or filling response's header block.
 
 import type { ServerResponse } from 'node:http'
+import type { Writable } from 'node:stream'
 import type { RawHeaders } from '../http/headers.js'
 
 export interface HeadOptions {
@@ -60,7 +61,7 @@ export function writeHead(res: ServerResponse, status: number, statusText: strin
 }
 
 /** Resolves true on 'drain', false if the response closes first. */
-export function drained(res: ServerResponse): Promise<boolean> {
+export function drained(res: Writable): Promise<boolean> {
   // A response destroyed while the caller awaited something else will never emit either event.
   if (res.destroyed || res.closed) return Promise.resolve(false)
   return new Promise((resolve) => {

@@ -4,9 +4,9 @@
 
 import type { ServerResponse } from 'node:http'
 import { isCachemirError } from '../errors.js'
-import { formatCacheStatus, type CacheOutcome } from './cache-status.js'
 
-export function sendError(res: ServerResponse, status: number, message: string, outcome: CacheOutcome = {}): void {
+/** `cacheStatus` is the Cache-Status value to send (from the mirror's CacheStatusWriter). */
+export function sendError(res: ServerResponse, status: number, message: string, cacheStatus: string): void {
   if (res.headersSent) {
     res.destroy()
     return
@@ -16,13 +16,13 @@ export function sendError(res: ServerResponse, status: number, message: string, 
     'Content-Type': 'text/plain; charset=utf-8',
     'Content-Length': Buffer.byteLength(body),
     'Cache-Control': 'no-store',
-    'Cache-Status': formatCacheStatus(outcome),
+    'Cache-Status': cacheStatus,
   })
   res.end(res.req.method === 'HEAD' ? undefined : body)
 }
 
 /** 502 for an unreachable or failing upstream, 504 for a timeout, 500 for anything else. */
-export function sendFailure(res: ServerResponse, err: unknown, outcome: CacheOutcome = {}): void {
-  if (isCachemirError(err)) sendError(res, err.statusCode, err.message, outcome)
-  else sendError(res, 500, 'internal error', outcome)
+export function sendFailure(res: ServerResponse, err: unknown, cacheStatus: string): void {
+  if (isCachemirError(err)) sendError(res, err.statusCode, err.message, cacheStatus)
+  else sendError(res, 500, 'internal error', cacheStatus)
 }

@@ -3,18 +3,16 @@
 // rest as it lands. Each client reads at its own pace (see upstream/fill.ts).
 
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Writable } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
 import type { Cursor, Fill } from '../upstream/fill.js'
 import { headerValue } from '../http/headers.js'
 import { buildHead, drained, writeHead } from './head.js'
 import { evaluateRange, type ByteRange } from './range.js'
 import { isNotModified, NOT_MODIFIED_FIELDS } from './conditional.js'
+import { READ_CHUNK_BYTES } from './read-sizes.js'
+import { transformedHeaders, transformFor, type BodyTransform } from './body-transform.js'
 
-/**
- * How much a reader that has fallen behind a fill takes from the temp file per read. Small, because
- * a herd has many readers at once (bench scenario 5: 100 readers peaked at 158 MiB RSS with 256 KiB
- * reads, 144 MiB with 64 KiB); readers that keep up take the fill's chunks from memory instead.
- */
-const READ_CHUNK_BYTES = 64 * 1024
 const LENGTH_FIELDS = new Set(['content-length', 'content-range'])
 
 /**
@@ -28,18 +26,22 @@ export async function sendFill(
   fill: Fill,
   cursor: Cursor,
   cacheStatus: string,
+  routeTransform?: BodyTransform,
 ): Promise<'sent' | 'wait'> {
+  const transform = transformFor(routeTransform, fill.status, fill.params.relativePath, fill.headers)
+  const headers = transform === undefined ? fill.headers : transformedHeaders(fill.headers, transform)
   if (
     fill.status === 200 &&
-    isNotModified(headerValue(req.headers['if-none-match']), headerValue(req.headers['if-modified-since']), fill.headers)
+    isNotModified(headerValue(req.headers['if-none-match']), headerValue(req.headers['if-modified-since']), headers)
   ) {
-    writeHead(res, 304, '', buildHead(fill.headers, { cacheStatus, keep: NOT_MODIFIED_FIELDS }))
+    writeHead(res, 304, '', buildHead(headers, { cacheStatus, keep: NOT_MODIFIED_FIELDS }))
     res.end()
     return 'sent'
   }
   let range: ByteRange | undefined
   const rangeHeader = headerValue(req.headers.range)
-  if (rangeHeader !== undefined && fill.status === 200) {
+  // A transformed body has other bytes than the stored one: ranges of it are never served.
+  if (rangeHeader !== undefined && fill.status === 200 && transform === undefined) {
     if (fill.totalBytes === undefined) return 'wait'
     const decision = evaluateRange(rangeHeader, headerValue(req.headers['if-range']), fill.totalBytes, fill.headers)
     if (decision.kind === 'unsatisfiable') return 'wait'
@@ -49,7 +51,7 @@ export async function sendFill(
     }
   }
   if (range === undefined) {
-    writeHead(res, fill.status, fill.statusText, buildHead(fill.headers, { cacheStatus }))
+    writeHead(res, fill.status, fill.statusText, buildHead(headers, { cacheStatus }))
   } else {
     const add = [
       'Content-Range',
@@ -63,7 +65,16 @@ export async function sendFill(
     res.end()
     return 'sent'
   }
-  await follow(res, fill, cursor, range?.start ?? 0, range === undefined ? Infinity : range.end + 1)
+  if (transform === undefined) {
+    await follow(res, res, fill, cursor, range?.start ?? 0, range === undefined ? Infinity : range.end + 1)
+    return 'sent'
+  }
+  // The transform writes to the client; this reader writes to the transform, with its backpressure.
+  const sink = transform.create()
+  const sent = pipeline(sink, res).catch(() => res.destroy())
+  await follow(res, sink, fill, cursor, 0, Infinity)
+  if (res.destroyed) sink.destroy()
+  await sent
   return 'sent'
 }
 
@@ -71,13 +82,13 @@ export async function sendFill(
  * Copies bytes [from, to) of the fill to the client, waiting for the fill where it is ahead.
  * The caller holds a reader reference on the fill (taken when it joined), so the file stays open.
  */
-async function follow(res: ServerResponse, fill: Fill, cursor: Cursor, from: number, to: number): Promise<void> {
+async function follow(res: ServerResponse, out: Writable, fill: Fill, cursor: Cursor, from: number, to: number): Promise<void> {
   let pos = from
   cursor.pos = from
   cursor.cut = () => res.destroy()
   fill.moved()
   const buffers = new ReadBuffers(res)
-  while (pos < to && !res.destroyed) {
+  while (pos < to && !res.destroyed && !out.destroyed) {
     if (pos < fill.committedBytes) {
       const chunk = await nextChunk(fill, pos, Math.min(to, fill.committedBytes), buffers)
       // Bytes no longer to be had (a relayed fill moved on): never end such a response cleanly.
@@ -86,23 +97,24 @@ async function follow(res: ServerResponse, fill: Fill, cursor: Cursor, from: num
         return
       }
       pos += chunk.length
-      const flushed = buffers.write(res, chunk)
+      // A transform may hold on to what it was given: it gets its own copy, not a reused buffer.
+      const flushed = out === res ? buffers.write(res, chunk) : out.write(Buffer.from(chunk))
       cursor.pos = pos
       fill.moved()
-      if (!flushed && !(await drained(res))) return
+      if (!flushed && !(await drained(out))) return
       continue
     }
     // Caught up: done if the fill is over, else wait for its next chunk.
     if (fill.state === 'failed' || fill.bodyComplete || fill.state === 'complete') break
     await fill.waitForProgress()
   }
-  if (res.destroyed) return
+  if (res.destroyed || out.destroyed) return
   if (fill.state === 'failed' || (to !== Infinity && pos < to)) {
     // Headers are out: the only honest signal left is to close the connection early.
     res.destroy()
     return
   }
-  res.end()
+  out.end()
 }
 
 /**

@@ -11,7 +11,7 @@ import { Writable } from 'node:stream'
 import type { TestContext } from 'node:test'
 import { pino } from 'pino'
 import { resolveConfig, type ConfigInput } from '../../src/config.js'
-import { startMirror, type Mirror } from '../../src/server.js'
+import { startMirror, type Mirror, type MirrorOptions } from '../../src/server.js'
 
 /** Root of the compiled project (dist/test/helpers -> repo root). */
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..')
@@ -40,6 +40,8 @@ export interface ProxyOptions extends Omit<ConfigInput, 'listen' | 'upstream'> {
   /** Reuse a cache directory (restart tests); a fresh temp dir otherwise. */
   readonly cacheDir?: string
   readonly now?: () => number
+  /** Serve-time body transforms by route prefix (MirrorOptions.transforms). */
+  readonly transforms?: MirrorOptions['transforms']
 }
 
 /**
@@ -57,7 +59,8 @@ export async function startProxy(t: TestContext, options: ProxyOptions = {}): Pr
   const logs: LogLine[] = []
   let mirror: Mirror
   try {
-    const config = resolveConfig({ ...options, upstream, cacheDir, listen: '127.0.0.1:0', logLevel: options.logLevel ?? 'debug' }, {})
+    const { transforms: _transforms, now: _now, ...input } = options
+    const config = resolveConfig({ ...input, upstream, cacheDir, listen: '127.0.0.1:0', logLevel: options.logLevel ?? 'debug' }, {})
     const sink = new Writable({
       write(chunk: Buffer, _enc, cb) {
         for (const line of chunk.toString('utf8').split('\n')) if (line !== '') logs.push(JSON.parse(line) as LogLine)
@@ -65,7 +68,11 @@ export async function startProxy(t: TestContext, options: ProxyOptions = {}): Pr
       },
     })
     const log = pino({ level: config.logLevel }, sink)
-    mirror = await startMirror(config, log, options.now === undefined ? {} : { now: options.now })
+    const mirrorOptions: MirrorOptions = {
+      ...(options.now === undefined ? {} : { now: options.now }),
+      ...(options.transforms === undefined ? {} : { transforms: options.transforms }),
+    }
+    mirror = await startMirror(config, log, mirrorOptions)
   } catch (err) {
     await removeOwnDir()
     throw err

@@ -97,6 +97,7 @@ test('ENV_VARS names the variable behind each setting', () => {
       headersTimeout: 'CACHEMIR_HEADERS_TIMEOUT',
       idleTimeout: 'CACHEMIR_IDLE_TIMEOUT',
       workers: 'CACHEMIR_WORKERS',
+      name: 'CACHEMIR_NAME',
     },
   )
 })
@@ -149,6 +150,14 @@ test('each setting takes the flag over the variable over the config file over th
       file: { logLevel: 'error' },
       read: (c) => c.logLevel,
       values: ['debug', 'warn', 'error', 'info'],
+    },
+    {
+      name: 'name',
+      flag: { name: 'edge-1' },
+      env: { CACHEMIR_NAME: 'edge-2' },
+      file: { name: 'edge-3' },
+      read: (c) => c.name,
+      values: ['edge-1', 'edge-2', 'edge-3', 'cachemir'],
     },
   ]
   for (const s of settings) {
@@ -451,7 +460,7 @@ test('unknown keys are problems at the top level, in a route and in a rule', (t)
   const cases: [unknown, string][] = [
     [
       { upstreams: [UP], upstream: [UP] },
-      'upstream: unknown key (expected one of listen, cacheDir, maxDisk, maxMemory, logLevel, upstreams, routes, offline, shutdownGrace, caFile, timeouts, workers)',
+      'upstream: unknown key (expected one of listen, cacheDir, maxDisk, maxMemory, logLevel, upstreams, routes, offline, shutdownGrace, caFile, timeouts, workers, name)',
     ],
     [
       { routes: [{ prefix: '/', upstream: [UP], upstreams: [UP] }] },
@@ -595,4 +604,16 @@ test('workers: a flag, a variable or the file; 1 by default; "auto" is one per C
   assert.deepEqual(problemsOf({ upstream: [UP], workers: '2.5' }), [
     '--workers: expected a number of workers from 1 to 64 or "auto", got "2.5"',
   ])
+})
+
+test('name: an RFC 8941 token for Cache-Status, "cachemir" by default', () => {
+  assert.equal(resolveConfig({ upstream: [UP] }, {}).name, 'cachemir')
+  assert.equal(resolveConfig({ upstream: [UP], name: 'edge-1.lan' }, {}).name, 'edge-1.lan')
+  for (const bad of ['1st', 'two words', 'semi;colon', 'a,b', '"quoted"', 'x'.repeat(65)]) {
+    assert.deepEqual(
+      problemsOf({ upstream: [UP], name: bad }),
+      [`--name: expected a name like "mirror-1" (a letter, then letters, digits or -._:/*, at most 64), got ${JSON.stringify(bad)}`],
+      bad,
+    )
+  }
 })

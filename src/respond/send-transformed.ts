@@ -1,0 +1,62 @@
+// src/respond/send-transformed.ts
+// Sends a stored entry through its route's body transform: the derived headers of
+// body-transform.ts, 304 on the derived validator, the whole transformed body (never a range).
+
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { FileHandle } from 'node:fs/promises'
+import { Readable } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
+import type { CachedEntry } from '../cache/entry.js'
+import type { TieredStore } from '../cache/tiered-store.js'
+import { headerValue } from '../http/headers.js'
+import { transformedHeaders, type BodyTransform } from './body-transform.js'
+import { BodyVerifier } from './body-verifier.js'
+import { isNotModified, NOT_MODIFIED_FIELDS } from './conditional.js'
+import { buildHead, writeHead } from './head.js'
+import { READ_HIGH_WATER_MARK } from './read-sizes.js'
+import type { SendCachedOptions } from './send-cached.js'
+
+/** Like sendCached for a 200 whose body the route transforms; 'gone' when the body file is missing or corrupt. */
+export async function sendTransformedEntry(
+  req: IncomingMessage,
+  res: ServerResponse,
+  entry: CachedEntry,
+  store: TieredStore,
+  o: SendCachedOptions,
+  transform: BodyTransform,
+): Promise<'sent' | 'gone'> {
+  const meta = entry.meta
+  const headers = transformedHeaders(meta.headers, transform)
+  if (isNotModified(headerValue(req.headers['if-none-match']), headerValue(req.headers['if-modified-since']), headers)) {
+    writeHead(res, 304, '', buildHead(headers, { ageSeconds: o.ageSeconds, cacheStatus: o.cacheStatus, keep: NOT_MODIFIED_FIELDS }))
+    res.end()
+    return 'sent'
+  }
+  let fh: FileHandle | undefined
+  if (req.method !== 'HEAD' && entry.body === undefined) {
+    fh = await store.openBody(entry)
+    if (fh === undefined) return 'gone'
+  }
+  writeHead(res, meta.status, meta.statusText, buildHead(headers, { ageSeconds: o.ageSeconds, cacheStatus: o.cacheStatus }))
+  if (req.method === 'HEAD') {
+    res.end()
+    return 'sent'
+  }
+  const source =
+    entry.body !== undefined
+      ? Readable.from([entry.body])
+      : (fh as FileHandle).createReadStream({ highWaterMark: READ_HIGH_WATER_MARK, autoClose: false })
+  // A body not yet checked in this process is verified before the transform sees its last chunk.
+  const verifier = entry.verified ? undefined : new BodyVerifier(meta.sha256, () => store.reportCorrupt(entry))
+  try {
+    if (verifier === undefined) await pipeline(source, transform.create(), res)
+    else await pipeline(source, verifier, transform.create(), res)
+    entry.verified = true
+  } catch {
+    // Headers are out (no Content-Length: chunked): closing before the last chunk says "incomplete".
+    res.destroy()
+  } finally {
+    await fh?.close().catch(() => {})
+  }
+  return 'sent'
+}
