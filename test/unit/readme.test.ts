@@ -6,7 +6,7 @@ import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
 import { join, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { ENV_VARS, resolveConfig } from '../../src/config.js'
 
@@ -39,3 +39,26 @@ test('the README config-file example is accepted by resolveConfig', (t) => {
   assert.equal(config.routes.find((r) => r.prefix === '/debian/')?.rules.length, 3)
   assert.equal(config.maxDiskBytes, 200 * 1024 ** 3)
 })
+
+test('the README error table lists exactly the codes of src/errors.ts, and each is raised somewhere in src/', () => {
+  const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..')
+  const errorsSource = readFileSync(join(root, 'src', 'errors.ts'), 'utf8')
+  const classes = [...errorsSource.matchAll(/export class (\w+) extends CachemirError \{[\s\S]*?readonly code = '(CACHEMIR_[A-Z_]+)'/g)]
+  const codes = classes.map((m) => m[2] as string).sort()
+  const documented = README.split('\n')
+    .map((line) => /^\| `(CACHEMIR_[A-Z_]+)` \|/.exec(line)?.[1])
+    .filter((code) => code !== undefined)
+    .sort()
+  assert.deepEqual(documented, codes)
+  const sources = readdirRecursive(join(root, 'src'))
+    .filter((file) => file.endsWith('.ts') && !file.endsWith('errors.ts'))
+    .map((file) => readFileSync(file, 'utf8'))
+    .join('\n')
+  for (const m of classes) assert.match(sources, new RegExp(`new ${m[1] as string}\\(`), `${m[2] as string} is never raised`)
+})
+
+function readdirRecursive(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? readdirRecursive(join(dir, e.name)) : [join(dir, e.name)],
+  )
+}
