@@ -16,28 +16,17 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { promisify } from 'node:util'
-import { get, getFirstBytes, slowGet, type Fetched } from '../helpers/client.js'
+import { assertBody } from '../helpers/assert.js'
+import { cacheStatus, get, getFirstBytes, slowGet } from '../helpers/client.js'
 import { makeBody, serveStatic, sha256, startOrigin } from '../helpers/origin.js'
 import { startProxy, type Proxy, type ProxyOptions } from '../helpers/proxy.js'
 import { cacheFiles, tempFilesIn } from '../helpers/cache-files.js'
 import { makeTempDir } from '../helpers/temp-dir.js'
-import { until, within } from '../helpers/wait.js'
-import { KiB, MiB } from './support.js'
+import { KiB, MiB } from '../helpers/sizes.js'
+import { until, WAIT_MS, within } from '../helpers/wait.js'
 
 const run = promisify(execFile)
-const WAIT_MS = 10_000
 const CACHEABLE = { 'cache-control': 'max-age=3600', 'content-type': 'application/octet-stream' }
-
-function cacheStatus(r: Fetched): string {
-  return r.headers['cache-status'] ?? ''
-}
-
-function assertBody(r: Fetched, body: Buffer, what: string): void {
-  assert.equal(r.status, 200, what)
-  assert.equal(r.complete, true, `${what}: complete (${String(r.error)})`)
-  assert.equal(r.body.length, body.length, `${what}: length`)
-  assert.equal(sha256(r.body), sha256(body), `${what}: digest`)
-}
 
 /**
  * Mounts a tmpfs of `size` on a fresh directory; undefined (with the reason) when this machine

@@ -3,7 +3,7 @@
 
 import type { Dirent } from 'node:fs'
 import { readdir, stat } from 'node:fs/promises'
-import { basename, join } from 'node:path'
+import { basename, join, relative } from 'node:path'
 import { errorCode } from '../../src/errors.js'
 
 export interface CacheFile {
@@ -30,6 +30,11 @@ export async function filesUnder(dir: string): Promise<string[]> {
     else if (d.isFile()) files.push(path)
   }
   return files
+}
+
+/** Every file under dir, as paths relative to dir, sorted. */
+export async function listRelative(dir: string): Promise<string[]> {
+  return (await filesUnder(dir)).map((p) => relative(dir, p)).sort()
 }
 
 /** Every file under dir with its base name, path and size; a file removed while listing is left out. */

@@ -8,9 +8,9 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import type { IncomingMessage } from 'node:http'
 import { sendBody, startOrigin, type Origin } from '../helpers/origin.js'
-import { startProxy, type Proxy } from '../helpers/proxy.js'
+import { startProxy } from '../helpers/proxy.js'
 import { get, getFirstBytes } from '../helpers/client.js'
-import { gate, until } from '../helpers/wait.js'
+import { gate, waitForFills } from '../helpers/wait.js'
 import { fakeClock, type Clock } from '../helpers/clock.js'
 
 const SECOND = 1000
@@ -243,10 +243,6 @@ function originGets(origin: Origin): number {
   return origin.requests.filter((r) => r.method === 'GET' && r.url === PATH).length
 }
 
-async function fillsIdle(proxy: Proxy): Promise<void> {
-  await until(() => proxy.mirror.fills.size === 0, 'no fill is running')
-}
-
 for (const c of CASES) {
   test(c.name, async (t) => {
     const clock = fakeClock()
@@ -281,7 +277,7 @@ for (const c of CASES) {
         const seen = origin.requests.filter((r) => r.method === 'GET').at(-1)
         for (const name of ECHOED) assert.equal(seen?.headers[name], step.get[name], `${where}: ${name} sent upstream`)
       }
-      await fillsIdle(proxy)
+      await waitForFills(proxy)
     }
   })
 }
@@ -307,19 +303,19 @@ test('a POST while a variant is still being fetched leaves no pre-POST variant i
   const proxy = await startProxy(t, { upstream: origin.url })
 
   assert.match((await get(proxy.url(PATH), { headers: AE('gzip') })).body.toString(), /^v1 gzip /)
-  await fillsIdle(proxy)
+  await waitForFills(proxy)
   const inFlight = await getFirstBytes(proxy.url(PATH), 1, { headers: AE('br') })
   const write = await get(proxy.url(PATH), { method: 'POST', body: 'change' })
   assert.equal(write.status, 200)
   release.open()
   assert.match((await inFlight.rest()).body.toString(), /^v1 br /, 'the request made before the POST gets the old version')
-  await fillsIdle(proxy)
+  await waitForFills(proxy)
 
   for (const encoding of ['br', 'gzip']) {
     const res = await get(proxy.url(PATH), { headers: AE(encoding) })
     assert.match(res.body.toString(), new RegExp(`^v2 ${encoding} `), `${encoding}: no pre-POST bytes after the POST`)
     assert.match(res.headers['cache-status'] ?? '', MISS_STORED)
-    await fillsIdle(proxy)
+    await waitForFills(proxy)
   }
   assert.equal(originGets(origin), 4)
 })
