@@ -10,13 +10,13 @@ import { get, getFirstBytes } from '../helpers/client.js'
 import type { FirstBytes } from '../helpers/client.js'
 import { makeBody, serveStatic, sha256, startOrigin } from '../helpers/origin.js'
 import type { StaticFile } from '../helpers/origin.js'
-import { startProxyProcess } from '../helpers/proxy.js'
+import { getHealth, startProxyProcess } from '../helpers/proxy.js'
 import type { ProxyProcess } from '../helpers/proxy.js'
 import { makeTempDir } from '../helpers/temp-dir.js'
 import { cacheFiles, tempFilesIn } from '../helpers/cache-files.js'
 import type { CacheFile } from '../helpers/cache-files.js'
+import { MiB } from '../helpers/sizes.js'
 
-const MiB = 1024 * 1024
 const FRESH_FOR_AN_HOUR = { 'cache-control': 'max-age=3600' }
 
 async function exists(path: string): Promise<boolean> {
@@ -41,16 +41,10 @@ interface Health {
   store: { diskEntries: number; indexComplete: boolean; memoryBytes: number }
 }
 
-async function health(proxy: ProxyProcess): Promise<Health> {
-  const res = await get(proxy.url('/_cachemir/health'))
-  assert.equal(res.status, 200, res.body.toString())
-  return JSON.parse(res.body.toString()) as Health
-}
-
 /** Waits for the start-up scan to finish, as reported by /_cachemir/health. */
 async function indexReady(proxy: ProxyProcess): Promise<Health> {
   return waitUntil('store.indexComplete', async () => {
-    const h = await health(proxy)
+    const h = await getHealth<Health>(proxy)
     return h.store.indexComplete ? h : undefined
   })
 }
@@ -58,7 +52,7 @@ async function indexReady(proxy: ProxyProcess): Promise<Health> {
 /** Waits until the store reports `n` entries on disk (a fill commits just after its response ends). */
 async function diskEntries(proxy: ProxyProcess, n: number): Promise<Health> {
   return waitUntil(`store.diskEntries === ${n}`, async () => {
-    const h = await health(proxy)
+    const h = await getHealth<Health>(proxy)
     return h.store.diskEntries === n ? h : undefined
   })
 }

@@ -15,10 +15,8 @@ import type { Origin } from '../helpers/origin.js'
 import { startProxyProcess } from '../helpers/proxy.js'
 import type { ProxyProcess } from '../helpers/proxy.js'
 import { makeTempDir } from '../helpers/temp-dir.js'
-import { within } from '../helpers/wait.js'
+import { WAIT_MS, within } from '../helpers/wait.js'
 
-/** Upper bound for any single wait on the mirror; only reached when it misbehaves. */
-const WAIT_MS = 10_000
 /** Enough resets that a missing socket error listener reliably crashes the process. */
 const RESETS = 50
 

@@ -12,39 +12,18 @@
 // - a request with Authorization is neither answered from nor stored in the cache (routing.test.ts).
 
 import { test } from 'node:test'
-import type { TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import { mkdir, writeFile } from 'node:fs/promises'
 import { connect } from 'node:net'
 import { join } from 'node:path'
+import { listRelative } from '../helpers/cache-files.js'
 import { get } from '../helpers/client.js'
-import { sendBody, startOrigin, type Origin } from '../helpers/origin.js'
-import { startProxy, type Proxy, type ProxyOptions } from '../helpers/proxy.js'
+import { sendBody, startEchoOrigin, startOrigin } from '../helpers/origin.js'
+import { startBoundedMirror, startProxy, startRoutedProxy, type Proxy } from '../helpers/proxy.js'
+import { KiB } from '../helpers/sizes.js'
+import { rawExchange, startTcpSink, statusOf } from '../helpers/tcp.js'
 import { makeTempDir } from '../helpers/temp-dir.js'
-import { gate, until, within } from '../helpers/wait.js'
-import { KiB, listRelative, rawExchange, startBoundedMirror, startTcpSink, statusOf } from './support.js'
-
-const WAIT_MS = 10_000
-
-interface RouteSpec {
-  readonly prefix: string
-  readonly upstreams: readonly string[]
-}
-
-/** A mirror configured from a JSON config file with these routes. */
-async function startRoutedProxy(t: TestContext, routes: readonly RouteSpec[], options: ProxyOptions = {}): Promise<Proxy> {
-  const dir = await makeTempDir(t, 'cachemir-config-')
-  const path = join(dir, 'cachemir.json')
-  await writeFile(path, JSON.stringify({ routes }))
-  return startProxy(t, { ...options, config: path })
-}
-
-/** An origin that answers every GET with a cacheable body naming itself and the target it saw. */
-function echoOrigin(t: TestContext, name: string): Promise<Origin> {
-  return startOrigin(t, (req, res) =>
-    sendBody(req, res, Buffer.from(`${name} ${req.url ?? ''}`), { headers: { 'cache-control': 'max-age=60' } }),
-  )
-}
+import { gate, until, WAIT_MS, within } from '../helpers/wait.js'
 
 function head(port: number, requestLine: string, extra = ''): string {
   return `${requestLine}\r\nHost: 127.0.0.1:${port}\r\n${extra}Connection: close\r\n\r\n`
@@ -115,7 +94,7 @@ const LOOKALIKES: readonly string[] = [
 ]
 
 test('traversal in any encoding never reaches above the upstream base path nor writes outside the cache dir', async (t) => {
-  const origin = await echoOrigin(t, 'O')
+  const origin = await startEchoOrigin(t, 'O')
   const parent = await makeTempDir(t, 'cachemir-abuse-')
   const cacheDir = join(parent, 'cache')
   await mkdir(cacheDir)
@@ -157,7 +136,7 @@ test('traversal in any encoding never reaches above the upstream base path nor w
 
 test('absolute-form and authority-form targets naming another host get a 4xx and reach neither that host nor the origin', async (t) => {
   // `GET http://127.0.0.1:ORIGINPORT/x` itself is covered by routing.test.ts.
-  const origin = await echoOrigin(t, 'O')
+  const origin = await startEchoOrigin(t, 'O')
   const other = await startTcpSink(t)
   const proxy = await startProxy(t, { upstream: `${origin.url}/base/` })
 
@@ -185,8 +164,8 @@ test('absolute-form and authority-form targets naming another host get a 4xx and
 })
 
 test('a Host header naming another host does not change the upstream, which sees its own Host', async (t) => {
-  const origin = await echoOrigin(t, 'O')
-  const other = await echoOrigin(t, 'OTHER')
+  const origin = await startEchoOrigin(t, 'O')
+  const other = await startEchoOrigin(t, 'OTHER')
   const proxy = await startProxy(t, { upstream: `${origin.url}/base/` })
 
   const hosts = ['evil.example', `127.0.0.1:${other.port}`, `localhost:${other.port}`, 'localhost']
@@ -214,7 +193,7 @@ test('a Host header naming another host does not change the upstream, which sees
 })
 
 test('an oversized request line or header block gets 400/414/431, the connection is closed, and the server keeps serving', async (t) => {
-  const origin = await echoOrigin(t, 'O')
+  const origin = await startEchoOrigin(t, 'O')
   const proxy = await startProxy(t, { upstream: `${origin.url}/base/` })
   await assertStillServes(proxy, '/before', 'O /base/before')
   origin.reset()
@@ -340,7 +319,7 @@ test("Authorization goes only to its route's own upstream: never to another rout
 })
 
 test('CONNECT gets a 4xx response, opens no tunnel to the host it names or to the origin, and does not keep the mirror from closing', async (t) => {
-  const origin = await echoOrigin(t, 'O')
+  const origin = await startEchoOrigin(t, 'O')
   const other = await startTcpSink(t)
   // Not startProxy: a CONNECT socket the mirror forgets would hang its close() in the t.after hook.
   const mirror = await startBoundedMirror(t, { upstream: [`${origin.url}/base/`] })
@@ -382,7 +361,7 @@ test('CONNECT gets a 4xx response, opens no tunnel to the host it names or to th
 test('refused WebSocket upgrades from clients that never close their side do not keep the mirror from closing', async (t) => {
   // test/cli/robustness.test.ts covers a reset after a refused upgrade (no crash); this is the
   // client that reads the refusal and then just stays connected.
-  const origin = await echoOrigin(t, 'O')
+  const origin = await startEchoOrigin(t, 'O')
   const mirror = await startBoundedMirror(t, { upstream: [`${origin.url}/base/`] })
 
   const refusals = ['/_cachemir/socket', '/a/../b', '/a/%2e%2e/b']

@@ -14,31 +14,16 @@ import type { TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import { connect, type Socket } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { setFlagsFromString } from 'node:v8'
-import { runInNewContext } from 'node:vm'
 import { Client } from 'undici'
-import { get, getFirstBytes, type Fetched } from '../helpers/client.js'
-import { makeBody, serveStatic, sha256, startOrigin, type StaticFile } from '../helpers/origin.js'
+import { assertBody } from '../helpers/assert.js'
+import { cacheStatus, get, getFirstBytes, type Fetched } from '../helpers/client.js'
+import { collectGarbage } from '../helpers/gc.js'
+import { makeBody, serveStatic, startOrigin, type StaticFile } from '../helpers/origin.js'
 import { startProxy } from '../helpers/proxy.js'
-import { until, within } from '../helpers/wait.js'
-import { KiB, MiB } from './support.js'
+import { KiB, MiB } from '../helpers/sizes.js'
+import { until, WAIT_MS, within } from '../helpers/wait.js'
 
-const WAIT_MS = 10_000
 const CACHEABLE = { 'cache-control': 'max-age=3600', 'content-type': 'application/octet-stream' }
-
-setFlagsFromString('--expose-gc')
-const gc = runInNewContext('gc') as () => void
-
-function cacheStatus(r: Fetched): string {
-  return r.headers['cache-status'] ?? ''
-}
-
-function assertBody(r: Fetched, body: Buffer, what: string): void {
-  assert.equal(r.status, 200, what)
-  assert.equal(r.complete, true, `${what}: complete (${String(r.error)})`)
-  assert.equal(r.body.length, body.length, `${what}: length`)
-  assert.equal(sha256(r.body), sha256(body), `${what}: digest`)
-}
 
 /** Raw TCP connections that t.after destroys. */
 function socketPool(t: TestContext): { open(port: number): Promise<Socket>; all: Set<Socket> } {
@@ -106,7 +91,7 @@ test('slow-loris connections trickling their headers do not hold up other client
     assertBody(r, small, `hit ${i}`)
     assert.match(cacheStatus(r), /^cachemir; hit/)
   }
-  for (const [i, r] of misses.entries()) assertBody(r, (files[`/miss${i}.bin`] as StaticFile).body as Buffer, `miss ${i}`)
+  for (const [i, r] of misses.entries()) assertBody(r, (files[`/miss${i}.bin`] as StaticFile).body, `miss ${i}`)
   assert.ok(sent >= 15, `the slow-loris sent ${sent} bytes while the others were served`)
   assert.ok(served.length >= 5, `${served.length} hits served during the slow-loris`)
   assert.equal(stillOpen, lorises.length, 'the slow-loris connections were still open (so they really were in progress)')
@@ -132,9 +117,9 @@ test('ten clients that open a 32 MiB hit and never read hold little memory and d
   const warm = await get(proxy.url('/big.bin'))
   assertBody(warm, big, 'warm-up hit')
   assert.match(cacheStatus(warm), /^cachemir; hit/)
-  gc()
+  collectGarbage()
   await sleep(50)
-  gc()
+  collectGarbage()
   const baseline = process.memoryUsage().rss
 
   // Ten clients send their request and then never read: the mirror meets full socket buffers.
@@ -148,7 +133,7 @@ test('ten clients that open a 32 MiB hit and never read hold little memory and d
   let peak = baseline
   for (let i = 0; i < 20; i++) {
     await sleep(100)
-    gc()
+    collectGarbage()
     peak = Math.max(peak, process.memoryUsage().rss)
   }
 

@@ -16,28 +16,17 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { promisify } from 'node:util'
-import { get, getFirstBytes, slowGet, type Fetched } from '../helpers/client.js'
+import { assertBody } from '../helpers/assert.js'
+import { cacheStatus, get, getFirstBytes, slowGet } from '../helpers/client.js'
 import { makeBody, serveStatic, sha256, startOrigin } from '../helpers/origin.js'
 import { startProxy, type Proxy, type ProxyOptions } from '../helpers/proxy.js'
-import { cacheFiles, tempFilesIn } from '../helpers/cache-files.js'
+import { cacheFiles, flipMiddle, storedBodyFile, tempFilesIn } from '../helpers/cache-files.js'
 import { makeTempDir } from '../helpers/temp-dir.js'
-import { until, within } from '../helpers/wait.js'
-import { KiB, MiB } from './support.js'
+import { KiB, MiB } from '../helpers/sizes.js'
+import { until, WAIT_MS, within } from '../helpers/wait.js'
 
 const run = promisify(execFile)
-const WAIT_MS = 10_000
 const CACHEABLE = { 'cache-control': 'max-age=3600', 'content-type': 'application/octet-stream' }
-
-function cacheStatus(r: Fetched): string {
-  return r.headers['cache-status'] ?? ''
-}
-
-function assertBody(r: Fetched, body: Buffer, what: string): void {
-  assert.equal(r.status, 200, what)
-  assert.equal(r.complete, true, `${what}: complete (${String(r.error)})`)
-  assert.equal(r.body.length, body.length, `${what}: length`)
-  assert.equal(sha256(r.body), sha256(body), `${what}: digest`)
-}
 
 /**
  * Mounts a tmpfs of `size` on a fresh directory; undefined (with the reason) when this machine
@@ -68,29 +57,6 @@ async function mountTmpfs(t: TestContext, size: string, before: () => Promise<vo
     await rm(parent, { recursive: true, force: true })
   })
   return { dir }
-}
-
-/** The one stored body file under dir. */
-async function storedBodyFile(dir: string): Promise<string> {
-  const bodies = (await cacheFiles(dir)).filter((f) => f.name.endsWith('.body') && !f.name.startsWith('.tmp-'))
-  assert.equal(bodies.length, 1, `one stored body: ${bodies.map((f) => f.name).join(', ')}`)
-  return (bodies[0] as { path: string }).path
-}
-
-/** Inverts `length` bytes in the middle of the file; its size stays the same. */
-async function flipMiddle(path: string, length: number): Promise<void> {
-  const fh = await open(path, 'r+')
-  try {
-    const { size } = await fh.stat()
-    const at = Math.floor(size / 2 - length / 2)
-    const buf = Buffer.alloc(length)
-    await fh.read(buf, 0, length, at)
-    for (let i = 0; i < length; i++) buf[i] = (buf[i] as number) ^ 0xff
-    await fh.write(buf, 0, length, at)
-    assert.equal((await fh.stat()).size, size)
-  } finally {
-    await fh.close()
-  }
 }
 
 test('a disk that fills up mid-fill: the client still gets the whole body, nothing partial is stored, one warning, and serving goes on', async (t) => {

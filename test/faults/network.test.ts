@@ -18,14 +18,14 @@ import { createServer as createHttpsServer } from 'node:https'
 import { connect, type AddressInfo, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
-import { get, getFirstBytes, type Fetched } from '../helpers/client.js'
-import { makeBody, sendBody, serveStatic, sha256, startOrigin, type OriginRequest } from '../helpers/origin.js'
+import { assertBody } from '../helpers/assert.js'
+import { cacheStatus, get, getFirstBytes } from '../helpers/client.js'
+import { makeBody, sendBody, serveStatic, startOrigin, type OriginRequest } from '../helpers/origin.js'
 import { startProxy, startProxyProcess } from '../helpers/proxy.js'
 import { makeTempDir } from '../helpers/temp-dir.js'
-import { within } from '../helpers/wait.js'
-import { KiB } from './support.js'
+import { KiB } from '../helpers/sizes.js'
+import { WAIT_MS, within } from '../helpers/wait.js'
 
-const WAIT_MS = 10_000
 const CACHEABLE = { 'cache-control': 'max-age=3600', 'content-type': 'application/octet-stream' }
 const HOP_BY_HOP = new Set([
   'connection',
@@ -40,17 +40,6 @@ const HOP_BY_HOP = new Set([
 ])
 
 const run = promisify(execFile)
-
-function cacheStatus(r: Fetched): string {
-  return r.headers['cache-status'] ?? ''
-}
-
-function assertBody(r: Fetched, body: Buffer, what: string): void {
-  assert.equal(r.status, 200, `${what}: status (${r.body.subarray(0, 200).toString()})`)
-  assert.equal(r.complete, true, `${what}: complete (${String(r.error)})`)
-  assert.equal(r.body.length, body.length, `${what}: length`)
-  assert.equal(sha256(r.body), sha256(body), `${what}: digest`)
-}
 
 function withoutHopByHop(headers: Record<string, string | string[] | undefined>): OutgoingHttpHeaders {
   const out: OutgoingHttpHeaders = {}

@@ -7,25 +7,13 @@
 import { test } from 'node:test'
 import type { TestContext } from 'node:test'
 import assert from 'node:assert/strict'
-import { get, type Fetched } from '../helpers/client.js'
-import { makeBody, serveStatic, sha256, startOrigin, type Origin, type StaticFile } from '../helpers/origin.js'
+import { assertBody } from '../helpers/assert.js'
+import { cacheStatus, get, type Fetched } from '../helpers/client.js'
+import { makeBody, serveStatic, startOrigin, type Origin, type StaticFile } from '../helpers/origin.js'
 import { startProxy, startProxyProcess } from '../helpers/proxy.js'
 import { makeTempDir } from '../helpers/temp-dir.js'
-import { within } from '../helpers/wait.js'
-import { KiB } from './support.js'
-
-const WAIT_MS = 10_000
-
-function cacheStatus(r: Fetched): string {
-  return r.headers['cache-status'] ?? ''
-}
-
-function assertBody(r: Fetched, body: Buffer, what: string): void {
-  assert.equal(r.status, 200, `${what}: status (${r.body.subarray(0, 200).toString()})`)
-  assert.equal(r.complete, true, `${what}: complete (${String(r.error)})`)
-  assert.equal(r.body.length, body.length, `${what}: length`)
-  assert.equal(sha256(r.body), sha256(body), `${what}: digest`)
-}
+import { KiB } from '../helpers/sizes.js'
+import { WAIT_MS, within } from '../helpers/wait.js'
 
 /** A short plain-text answer that says the mirror is offline. */
 function assertOfflineError(r: Fetched, status: number, what: string): void {

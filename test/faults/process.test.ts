@@ -10,16 +10,15 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { request as httpRequest } from 'node:http'
-import { get, getFirstBytes, type Fetched, type FirstBytes } from '../helpers/client.js'
+import { cacheStatus, get, getFirstBytes, type Fetched, type FirstBytes } from '../helpers/client.js'
 import { makeBody, serveStatic, sha256, startOrigin, type StaticFile } from '../helpers/origin.js'
-import { startProxyProcess, type ProxyProcess } from '../helpers/proxy.js'
+import { getHealth, startProxyProcess, type ProxyProcess } from '../helpers/proxy.js'
 import { cacheFiles, tempFilesIn } from '../helpers/cache-files.js'
 import { makeTempDir } from '../helpers/temp-dir.js'
-import { until, within } from '../helpers/wait.js'
+import { LONG_WAIT_MS, until, within } from '../helpers/wait.js'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { KiB, MiB } from './support.js'
+import { KiB, MiB } from '../helpers/sizes.js'
 
-const WAIT_MS = 15_000
 const FRESH_FOR_AN_HOUR = { 'cache-control': 'max-age=3600', 'content-type': 'application/octet-stream' }
 
 interface Health {
@@ -27,22 +26,16 @@ interface Health {
   fills: { active: number }
 }
 
-async function health(proxy: ProxyProcess): Promise<Health> {
-  const res = await get(proxy.url('/_cachemir/health'))
-  assert.equal(res.status, 200, res.body.toString())
-  return JSON.parse(res.body.toString()) as Health
-}
-
 /** Polls /_cachemir/health until `cond` holds; returns that health. */
 async function healthWhen(proxy: ProxyProcess, what: string, cond: (h: Health) => boolean): Promise<Health> {
   let last: Health | undefined
   await until(
     async () => {
-      last = await health(proxy)
+      last = await getHealth<Health>(proxy)
       return cond(last)
     },
     what,
-    WAIT_MS,
+    LONG_WAIT_MS,
   )
   return last as Health
 }
@@ -50,10 +43,6 @@ async function healthWhen(proxy: ProxyProcess, what: string, cond: (h: Health) =
 /** Stored entries on disk: `.meta` files that are not temp files. */
 async function metaFiles(dir: string): Promise<number> {
   return (await cacheFiles(dir)).filter((f) => f.name.endsWith('.meta') && !f.name.startsWith('.tmp-')).length
-}
-
-function cacheStatus(r: Fetched): string {
-  return r.headers['cache-status'] ?? ''
 }
 
 test('kill -9 during twenty concurrent fills: after a restart every object is whole, nothing partial is served, and the index matches the disk', async (t) => {
@@ -82,7 +71,7 @@ test('kill -9 during twenty concurrent fills: after a restart every object is wh
   // Forty clients, two per object, all at once.
   const opened = await within(
     Promise.all([...paths, ...paths].map((path) => getFirstBytes(a.url(path), 1))),
-    WAIT_MS,
+    LONG_WAIT_MS,
     'forty clients to get their first bytes',
   )
   clients.push(...opened)
@@ -127,7 +116,7 @@ test('kill -9 during twenty concurrent fills: after a restart every object is wh
 
   const again = await within(
     Promise.all([...paths, ...paths].map((path) => get(b.url(path)))),
-    WAIT_MS * 2,
+    LONG_WAIT_MS * 2,
     'every object from the restarted process',
   )
   const bad: string[] = []
@@ -251,17 +240,17 @@ test('SIGTERM with fills, pass-throughs and a slow hit in flight: every client g
   clients.push(
     ...(await within(
       Promise.all(inFlightPaths.map((path) => getFirstBytes(a.url(path), 1))),
-      WAIT_MS,
+      LONG_WAIT_MS,
       'first bytes of every in-flight response',
     )),
   )
   const slowHit = slowReader(a.url('/stored.bin'), MiB)
-  await within(slowHit.started, WAIT_MS, 'the slow hit to start')
+  await within(slowHit.started, LONG_WAIT_MS, 'the slow hit to start')
 
   const exited = a.kill('SIGTERM')
-  const results = await within(Promise.all(clients.map((c) => c.rest())), WAIT_MS * 2, 'the in-flight responses')
-  const slowResult = await within(slowHit.done, WAIT_MS * 2, 'the slow hit')
-  const code = await within(exited, WAIT_MS, 'exit after SIGTERM')
+  const results = await within(Promise.all(clients.map((c) => c.rest())), LONG_WAIT_MS * 2, 'the in-flight responses')
+  const slowResult = await within(slowHit.done, LONG_WAIT_MS * 2, 'the slow hit')
+  const code = await within(exited, LONG_WAIT_MS, 'exit after SIGTERM')
 
   const broken: string[] = []
   results.forEach((r, i) => {

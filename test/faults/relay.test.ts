@@ -7,8 +7,8 @@ import assert from 'node:assert/strict'
 import { get, getFirstBytes } from '../helpers/client.js'
 import { makeBody, sendBody, sha256, startOrigin } from '../helpers/origin.js'
 import { startProxy } from '../helpers/proxy.js'
+import { MiB } from '../helpers/sizes.js'
 import { within } from '../helpers/wait.js'
-import { MiB } from './support.js'
 
 test('a stalled reader of a relaying fill is cut after the idle timeout and the other readers finish', async (t) => {
   // 24 MiB without Content-Length: the fill only learns it is too big for the 1 MiB budget on the way.

@@ -13,20 +13,15 @@
 import { test } from 'node:test'
 import type { TestContext } from 'node:test'
 import assert from 'node:assert/strict'
-import { writeFile } from 'node:fs/promises'
-import { createServer } from 'node:net'
-import type { AddressInfo } from 'node:net'
-import { join } from 'node:path'
-import { get, type Fetched } from '../helpers/client.js'
-import { makeBody, sendBody, serveStatic, sha256, startOrigin, type Origin } from '../helpers/origin.js'
-import { startProxy, type Proxy, type ProxyOptions } from '../helpers/proxy.js'
+import { assertBody } from '../helpers/assert.js'
+import { cacheStatus, get, type Fetched } from '../helpers/client.js'
+import { makeBody, sendBody, serveStatic, startOrigin, type Origin } from '../helpers/origin.js'
+import { getHealth, startConfiguredProxy, startProxy, type Proxy } from '../helpers/proxy.js'
 import { tempFilesIn } from '../helpers/cache-files.js'
-import { makeTempDir } from '../helpers/temp-dir.js'
-import { until, within } from '../helpers/wait.js'
-import { KiB, startTcpSink } from './support.js'
+import { KiB } from '../helpers/sizes.js'
+import { closedPort, startTcpSink } from '../helpers/tcp.js'
+import { until, WAIT_MS, within } from '../helpers/wait.js'
 
-/** Upper bound for any single wait on the mirror; only reached when the mirror misbehaves. */
-const WAIT_MS = 10_000
 const CACHEABLE = { 'cache-control': 'max-age=3600', 'content-type': 'application/octet-stream' }
 
 interface UpstreamHealth {
@@ -45,30 +40,12 @@ interface Health {
   routes: { prefix: string; upstreams: UpstreamHealth[] }[]
 }
 
-async function health(proxy: Proxy): Promise<Health> {
-  const res = await get(proxy.url('/_cachemir/health'))
-  assert.equal(res.status, 200, res.body.toString())
-  return JSON.parse(res.body.toString()) as Health
-}
-
 /** The health record of the upstream with this base URL (as configured, trailing slash included). */
 async function upstreamHealth(proxy: Proxy, url: string): Promise<UpstreamHealth> {
-  const h = await health(proxy)
+  const h = await getHealth<Health>(proxy)
   const found = h.routes.flatMap((r) => r.upstreams).find((u) => u.url === url)
   assert.ok(found !== undefined, `health lists ${url}: ${JSON.stringify(h.routes)}`)
   return found
-}
-
-function cacheStatus(r: Fetched): string {
-  return r.headers['cache-status'] ?? ''
-}
-
-function assertBody(r: Fetched, body: Buffer | string, what: string): void {
-  const expected = typeof body === 'string' ? Buffer.from(body) : body
-  assert.equal(r.status, 200, `${what}: status (${r.body.subarray(0, 200).toString()})`)
-  assert.equal(r.complete, true, `${what}: complete (${String(r.error)})`)
-  assert.equal(r.body.length, expected.length, `${what}: length`)
-  assert.equal(sha256(r.body), sha256(expected), `${what}: digest`)
 }
 
 /** A short plain-text error answer, as the README promises for upstream failures. */
@@ -81,28 +58,11 @@ function assertShortTextError(r: Fetched, status: number, what: string): string 
   return r.body.toString()
 }
 
-/** A local port with nothing listening on it: connections are refused. */
-async function closedPort(): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as AddressInfo
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  return port
-}
-
 /** Nothing stored and nothing being filled: no fill left, no entry, no temp file. */
 async function assertNothingStored(proxy: Proxy): Promise<void> {
   await until(() => proxy.mirror.fills.size === 0, 'the fill to finish', WAIT_MS)
   assert.equal(proxy.mirror.store.stats().diskEntries, 0, 'no entry on disk')
   assert.deepEqual(await tempFilesIn(proxy.cacheDir), [], 'no temp file left')
-}
-
-/** A mirror configured by a JSON config file holding `settings`. */
-async function startConfiguredProxy(t: TestContext, settings: unknown, options: ProxyOptions = {}): Promise<Proxy> {
-  const dir = await makeTempDir(t, 'cachemir-config-')
-  const path = join(dir, 'cachemir.json')
-  await writeFile(path, JSON.stringify(settings))
-  return startProxy(t, { ...options, config: path })
 }
 
 /** An origin answering every request with a cacheable body naming itself and the target. */

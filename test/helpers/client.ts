@@ -53,6 +53,11 @@ export function headersFromRaw(rawHeaders: string[]): Record<string, string> {
   return headers
 }
 
+/** The response's Cache-Status field ('' when it has none). */
+export function cacheStatus(r: { readonly headers: Readonly<Record<string, string>> }): string {
+  return r.headers['cache-status'] ?? ''
+}
+
 interface Opened {
   client: Client
   status: number

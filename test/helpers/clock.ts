@@ -1,5 +1,6 @@
 // test/helpers/clock.ts
-// A fake clock to pass to the mirror (startProxy's `now`), so freshness tests need no waiting.
+// A fake clock to pass to the mirror (startProxy's `now`), so freshness tests need no waiting, and
+// the HTTP date of a moment.
 
 export interface Clock {
   readonly now: () => number
@@ -12,4 +13,9 @@ export function fakeClock(): Clock {
   const start = Math.floor(Date.now() / 1000) * 1000
   let clock = start
   return { now: () => clock, set: (offsetMs) => (clock = start + offsetMs) }
+}
+
+/** The HTTP date (IMF-fixdate, whole seconds) of epoch milliseconds `ms`. */
+export function httpDate(ms: number): string {
+  return new Date(ms).toUTCString()
 }

@@ -75,6 +75,13 @@ export async function startOrigin(t: TestContext | undefined, handler: Handler):
   }
 }
 
+/** An origin that answers every request with a body naming itself and the target it saw, fresh for a minute. */
+export function startEchoOrigin(t: TestContext, name: string): Promise<Origin> {
+  return startOrigin(t, (req, res) =>
+    sendBody(req, res, Buffer.from(`${name} ${req.url ?? ''}`), { headers: { 'cache-control': 'max-age=60' } }),
+  )
+}
+
 async function runHandler(handler: Handler, req: IncomingMessage, res: ServerResponse): Promise<void> {
   try {
     await handler(req, res)
@@ -103,6 +110,16 @@ export function makeBody(size: number, seed = 1): Buffer {
 
 export function sha256(data: Buffer | string): string {
   return createHash('sha256').update(data).digest('hex')
+}
+
+/** Reads a request body to the end, as a string. */
+export function readBody(req: IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = []
+    req.on('data', (c: Buffer) => chunks.push(c))
+    req.once('end', () => resolve(Buffer.concat(chunks).toString()))
+    req.once('error', reject)
+  })
 }
 
 export interface SendOptions {

@@ -1,17 +1,23 @@
 // test/helpers/proxy.ts
-// Starts a real cachemir on 127.0.0.1:0: in-process (startProxy) or as a child process (startProxyProcess).
+// Starts a real cachemir on 127.0.0.1:0: in-process (startProxy, or from a config file with
+// startConfiguredProxy and startRoutedProxy; startBoundedMirror) or as a child process
+// (startProxyProcess); reads its /_cachemir/health.
 
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
-import { mkdtemp, rm } from 'node:fs/promises'
+import assert from 'node:assert/strict'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Writable } from 'node:stream'
 import type { TestContext } from 'node:test'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { pino } from 'pino'
 import { resolveConfig, type ConfigInput } from '../../src/config.js'
 import { startMirror, type Mirror, type MirrorOptions } from '../../src/server.js'
+import { get } from './client.js'
+import { makeTempDir } from './temp-dir.js'
 
 /** Root of the compiled project (dist/test/helpers -> repo root). */
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..')
@@ -91,6 +97,60 @@ export async function startProxy(t: TestContext, options: ProxyOptions = {}): Pr
     }
   })
   return { mirror, cacheDir, port: mirror.port, url: (path) => `http://127.0.0.1:${mirror.port}${path}`, logs, close }
+}
+
+/** An in-process mirror configured by a JSON config file holding `settings` (routes, rules, …). */
+export async function startConfiguredProxy(t: TestContext, settings: unknown, options: ProxyOptions = {}): Promise<Proxy> {
+  const dir = await makeTempDir(t, 'cachemir-config-')
+  const path = join(dir, 'cachemir.json')
+  await writeFile(path, JSON.stringify(settings))
+  return startProxy(t, { ...options, config: path })
+}
+
+/** One route of a config file: a mirror path prefix and the upstream base URLs behind it. */
+export interface RouteSpec {
+  readonly prefix: string
+  readonly upstreams: readonly string[]
+}
+
+/** An in-process mirror configured by a config file with these routes and nothing else. */
+export function startRoutedProxy(t: TestContext, routes: readonly RouteSpec[], options: ProxyOptions = {}): Promise<Proxy> {
+  return startConfiguredProxy(t, { routes }, options)
+}
+
+/**
+ * An in-process mirror (silent logs) for tests whose subject may leave `close()` hanging: the
+ * t.after hook gives close() at most 5 s, then removes the temp cache dir anyway, so one hung
+ * close cannot stall or cancel the rest of the file. Tests assert on close() themselves.
+ */
+export async function startBoundedMirror(t: TestContext, input: Omit<ConfigInput, 'listen' | 'cacheDir'>): Promise<Mirror> {
+  const cacheDir = await mkdtemp(join(tmpdir(), 'cachemir-cache-'))
+  let mirror: Mirror
+  try {
+    const config = resolveConfig({ ...input, cacheDir, listen: '127.0.0.1:0', logLevel: 'silent' }, {})
+    mirror = await startMirror(config, pino({ level: 'silent' }))
+  } catch (err) {
+    await rm(cacheDir, { recursive: true, force: true })
+    throw err
+  }
+  t.after(async () => {
+    const cancel = new AbortController()
+    const timer = sleep(5000, undefined, { signal: cancel.signal }).catch(() => {})
+    await Promise.race([mirror.close(1000).catch(() => {}), timer])
+    cancel.abort()
+    await rm(cacheDir, { recursive: true, force: true, maxRetries: 5 })
+  })
+  return mirror
+}
+
+/**
+ * GET /_cachemir/health of a running mirror (in-process or a child process), asserted to be a
+ * 200, parsed as JSON. `H` names the fields the caller reads; they are not checked.
+ */
+export async function getHealth<H>(proxy: { url(path: string): string }): Promise<H> {
+  const res = await get(proxy.url('/_cachemir/health'))
+  assert.equal(res.status, 200, res.body.toString())
+  return JSON.parse(res.body.toString()) as H
 }
 
 export interface ProxyProcess {

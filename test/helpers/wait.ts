@@ -1,8 +1,16 @@
 // test/helpers/wait.ts
-// Bounded waits for tests that prove ordering rather than timing: gates, timeouts and polling.
+// Bounded waits for tests that prove ordering rather than timing: gates, timeouts, polling, and
+// waiting for a mirror's fills to finish.
 
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { TestContext } from 'node:test'
+import type { Proxy } from './proxy.js'
+
+/** Upper bound for one wait on the mirror; only reached when the mirror misbehaves. */
+export const WAIT_MS = 10_000
+
+/** The same bound for files whose every wait involves many large clients or a child process. */
+export const LONG_WAIT_MS = 15_000
 
 export interface Gate {
   readonly promise: Promise<void>
@@ -30,8 +38,8 @@ export async function within<T>(promise: Promise<T>, ms: number, what: string): 
   }
 }
 
-/** Polls `cond` (sync or async) every 10 ms until it is true, failing after `ms` (10 s unless given). */
-export async function until(cond: () => boolean | Promise<boolean>, what: string, ms = 10_000): Promise<void> {
+/** Polls `cond` (sync or async) every 10 ms until it is true, failing after `ms` (WAIT_MS, 10 s, unless given). */
+export async function until(cond: () => boolean | Promise<boolean>, what: string, ms = WAIT_MS): Promise<void> {
   const deadline = Date.now() + ms
   for (;;) {
     const met = cond()
@@ -39,4 +47,9 @@ export async function until(cond: () => boolean | Promise<boolean>, what: string
     if (Date.now() > deadline) throw new Error(`not within ${ms} ms: ${what}`)
     await sleep(10)
   }
+}
+
+/** Waits until no fill is running (WAIT_MS at most), so the next request finds the last object committed. */
+export async function waitForFills(proxy: Pick<Proxy, 'mirror'>): Promise<void> {
+  await until(() => proxy.mirror.fills.size === 0, 'no fill is running')
 }

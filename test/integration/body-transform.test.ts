@@ -8,15 +8,15 @@
 import { test } from 'node:test'
 import type { TestContext } from 'node:test'
 import assert from 'node:assert/strict'
-import { writeFile } from 'node:fs/promises'
-import { join } from 'node:path'
 import { Transform } from 'node:stream'
 import { gzipSync } from 'node:zlib'
 import type { BodyTransform } from '../../src/respond/body-transform.js'
 import { get } from '../helpers/client.js'
 import { makeBody, sendBody, sha256, startOrigin, type Origin } from '../helpers/origin.js'
-import { startProxy, type Proxy } from '../helpers/proxy.js'
+import { flipMiddle, storedBodyFile } from '../helpers/cache-files.js'
+import { startConfiguredProxy, startProxy, type Proxy, type ProxyOptions } from '../helpers/proxy.js'
 import { makeTempDir } from '../helpers/temp-dir.js'
+import { until, WAIT_MS } from '../helpers/wait.js'
 
 /** Upper-cases ASCII letters: visible in every byte, and the same length, so a missed path shows. */
 const UPPER: BodyTransform = {
@@ -61,15 +61,12 @@ async function startTextOrigin(t: TestContext): Promise<Origin> {
 }
 
 /** Routes `/text/` (transformed) and `/plain/` (no transform) in front of the same origin. */
-async function startTransformingProxy(t: TestContext, origin: Origin, maxMemory?: string): Promise<Proxy> {
-  const dir = await makeTempDir(t, 'cachemir-config-')
-  const config = join(dir, 'cachemir.json')
+function startTransformingProxy(t: TestContext, origin: Origin, options: ProxyOptions = {}): Promise<Proxy> {
   const routes = [
     { prefix: '/text/', upstreams: [`${origin.url}/text/`], rules: [{ match: '^bypass/', cache: 'no-store' }] },
     { prefix: '/plain/', upstreams: [`${origin.url}/plain/`] },
   ]
-  await writeFile(config, JSON.stringify({ routes }))
-  return startProxy(t, { config, transforms: new Map([['/text/', UPPER]]), ...(maxMemory === undefined ? {} : { maxMemory }) })
+  return startConfiguredProxy(t, { routes }, { ...options, transforms: new Map([['/text/', UPPER]]) })
 }
 
 function assertTransformed(res: Awaited<ReturnType<typeof get>>, expected: Buffer, etag: string, what: string): void {
@@ -149,7 +146,7 @@ test('Range is ignored on a transformed response: the whole transformed body, st
 test('a body read from disk is verified and transformed; its digest is that of the transformed bytes', async (t) => {
   const origin = await startTextOrigin(t)
   // 1 MiB of memory keeps no 3 MiB body: the hit reads the body file.
-  const proxy = await startTransformingProxy(t, origin, '1MiB')
+  const proxy = await startTransformingProxy(t, origin, { maxMemory: '1MiB' })
 
   const miss = await get(proxy.url('/text/big.txt'))
   assert.equal(sha256(miss.body), sha256(upper(BIG)))
@@ -159,6 +156,26 @@ test('a body read from disk is verified and transformed; its digest is that of t
   assert.equal(hit.headers['content-length'], undefined)
   assert.equal(sha256(hit.body), sha256(upper(BIG)))
   assert.equal(origin.count('/text/big.txt'), 1)
+})
+
+test('a rotten body file is never sent complete through the transform: the entry is dropped and refetched', async (t) => {
+  const origin = await startTextOrigin(t)
+  const cacheDir = await makeTempDir(t, 'cachemir-corrupt-')
+  const options = { maxMemory: '1MiB', cacheDir }
+  const a = await startTransformingProxy(t, origin, options)
+  await get(a.url('/text/big.txt'))
+  await until(() => a.mirror.fills.size === 0 && a.mirror.store.stats().diskEntries === 1, 'the entry to reach the disk', WAIT_MS)
+  await a.close()
+  await flipMiddle(await storedBodyFile(cacheDir), 4096)
+
+  const b = await startTransformingProxy(t, origin, options)
+  const damaged = await get(b.url('/text/big.txt'))
+  assert.equal(damaged.complete, false, 'the damaged copy is cut short (chunked: no last chunk)')
+  const next = await get(b.url('/text/big.txt'))
+  assert.equal(next.complete, true)
+  assert.equal(sha256(next.body), sha256(upper(BIG)))
+  assert.match(next.headers['cache-status'] ?? '', /fwd=miss/)
+  assert.equal(origin.count('/text/big.txt'), 2)
 })
 
 test('a gzip-coded body and a 404 pass untouched, with their own headers', async (t) => {

@@ -11,23 +11,15 @@ import { createHash } from 'node:crypto'
 import { request as httpRequest } from 'node:http'
 import type { ClientRequest, IncomingHttpHeaders } from 'node:http'
 import type { TestContext } from 'node:test'
-import v8 from 'node:v8'
-import vm from 'node:vm'
 import { makeBody, sendBody, sha256, startOrigin } from '../helpers/origin.js'
 import { startProxy } from '../helpers/proxy.js'
 import { get, getFirstBytes, slowGet } from '../helpers/client.js'
 import type { Fetched } from '../helpers/client.js'
 import { tempFilesIn } from '../helpers/cache-files.js'
-import { gate, until, within } from '../helpers/wait.js'
+import { collectGarbage } from '../helpers/gc.js'
+import { KiB, MiB } from '../helpers/sizes.js'
+import { gate, LONG_WAIT_MS, until, within } from '../helpers/wait.js'
 
-// The memory test collects garbage before each RSS sample; `node --test` does not pass --expose-gc.
-v8.setFlagsFromString('--expose-gc')
-const gc = vm.runInNewContext('gc') as () => void
-
-const KiB = 1024
-const MiB = 1024 * 1024
-/** Upper bound for any single wait on the mirror; only reached when the mirror misbehaves. */
-const WAIT_MS = 15_000
 const CACHEABLE = { 'content-type': 'application/octet-stream', 'cache-control': 'max-age=300' }
 
 function tracked<T>(promise: Promise<T>): { promise: Promise<T>; settled: () => boolean } {
@@ -115,10 +107,10 @@ test('twenty concurrent misses for one object make exactly one origin request', 
   await until(
     () => proxy.mirror.fills.counters.joined === clients - 1 || origin.count('/pkg.deb') > 1,
     `${clients - 1} requests to join the fill`,
-    WAIT_MS,
+    LONG_WAIT_MS,
   )
   release.open()
-  const all = await within(Promise.all(responses), WAIT_MS, 'all coalesced responses')
+  const all = await within(Promise.all(responses), LONG_WAIT_MS, 'all coalesced responses')
 
   for (const r of all) {
     assert.equal(r.status, 200)
@@ -151,21 +143,21 @@ test('late joiners that arrive mid-fill get the whole body', async (t) => {
   const proxy = await startProxy(t, { upstream: origin.url })
 
   // The first client has half the body: the fill is well under way when the others arrive.
-  const first = await within(getFirstBytes(proxy.url('/late.bin'), half), WAIT_MS, 'first client to receive half the body')
+  const first = await within(getFirstBytes(proxy.url('/late.bin'), half), LONG_WAIT_MS, 'first client to receive half the body')
   assert.equal(first.first.length, half)
   assert.equal(first.headers['cache-status'], 'cachemir; fwd=miss; stored')
   const late = [get(proxy.url('/late.bin')), get(proxy.url('/late.bin')), get(proxy.url('/late.bin'))]
   await until(
     () => proxy.mirror.fills.counters.joined === late.length || origin.count('/late.bin') > 1,
     'late requests to join the running fill',
-    WAIT_MS,
+    LONG_WAIT_MS,
   )
   release.open()
 
-  const whole = await within(first.rest(), WAIT_MS, 'first client to finish')
+  const whole = await within(first.rest(), LONG_WAIT_MS, 'first client to finish')
   assert.equal(whole.complete, true)
   assert.equal(sha256(whole.body), sha256(body))
-  for (const r of await within(Promise.all(late), WAIT_MS, 'late joiners to finish')) {
+  for (const r of await within(Promise.all(late), LONG_WAIT_MS, 'late joiners to finish')) {
     assert.equal(r.status, 200)
     assert.equal(r.complete, true)
     assert.equal(r.headers['cache-status'], 'cachemir; fwd=miss; stored; collapsed')
@@ -189,29 +181,33 @@ test('slow and stalled clients do not slow a fast client on the same fill, and t
 
   // A slow reader: 16 MiB at 4 MiB/s takes it about four seconds whatever the mirror does.
   const slow = tracked(slowGet(proxy.url('/iso'), 4 * MiB).then((r) => (order.push('slow'), r)))
-  await until(() => origin.count('/iso') === 1, 'the slow client to start the fill', WAIT_MS)
+  await until(() => origin.count('/iso') === 1, 'the slow client to start the fill', LONG_WAIT_MS)
   // A stalled reader: takes its first bytes, then reads nothing until the test says so. If the
   // fill or the other clients were paced by the slowest reader, the fast client could not finish.
   const stalledFirst = getFirstBytes(proxy.url('/iso'), 1)
   const fast = get(proxy.url('/iso')).then((r) => (order.push('fast'), r))
-  await until(() => proxy.mirror.fills.counters.joined === 2 || origin.count('/iso') > 1, 'the other clients to join the fill', WAIT_MS)
+  await until(
+    () => proxy.mirror.fills.counters.joined === 2 || origin.count('/iso') > 1,
+    'the other clients to join the fill',
+    LONG_WAIT_MS,
+  )
   release.open()
-  const stalled = await within(stalledFirst, WAIT_MS, 'first bytes of the stalled client')
+  const stalled = await within(stalledFirst, LONG_WAIT_MS, 'first bytes of the stalled client')
 
-  const fastResult = await within(fast, WAIT_MS, 'fast client, while another client is stalled')
+  const fastResult = await within(fast, LONG_WAIT_MS, 'fast client, while another client is stalled')
   assert.deepEqual(order, ['fast'], 'the fast client finished while the slow one was still reading')
   assert.equal(fastResult.complete, true)
   assert.equal(fastResult.headers['cache-status'], 'cachemir; fwd=miss; stored; collapsed')
   assert.equal(sha256(fastResult.body), sha256(body))
 
   // The fill is done and stored although the slow and the stalled clients are still reading it.
-  await until(() => proxy.mirror.fills.size === 0, 'the fill to be committed while a client is stalled', WAIT_MS)
+  await until(() => proxy.mirror.fills.size === 0, 'the fill to be committed while a client is stalled', LONG_WAIT_MS)
   const third = await get(proxy.url('/iso'))
   assert.equal(slow.settled(), false, 'the slow client is still reading when the third request is a hit')
   assert.match(third.headers['cache-status'] ?? '', /^cachemir; hit/)
   assert.equal(sha256(third.body), sha256(body))
 
-  const stalledResult = await within(stalled.rest(), WAIT_MS, 'the stalled client to read on')
+  const stalledResult = await within(stalled.rest(), LONG_WAIT_MS, 'the stalled client to read on')
   assert.equal(stalledResult.complete, true)
   assert.equal(stalledResult.headers['cache-status'], 'cachemir; fwd=miss; stored; collapsed')
   assert.equal(sha256(stalledResult.body), sha256(body))
@@ -238,15 +234,15 @@ test('memory stays flat while ten clients, some stalled, follow one 64 MiB fill'
 
   // Warm-up: the same code paths once, so lazily allocated pools are not counted as growth.
   const warm = [streamingGet(t, proxy.url('/warm')), streamingGet(t, proxy.url('/warm'))]
-  for (const w of warm) assert.equal((await within(w.done, WAIT_MS, 'warm-up')).sha256, sha256(warmBody))
-  assert.equal((await within(streamingGet(t, proxy.url('/warm')).done, WAIT_MS, 'warm-up hit')).sha256, sha256(warmBody))
+  for (const w of warm) assert.equal((await within(w.done, LONG_WAIT_MS, 'warm-up')).sha256, sha256(warmBody))
+  assert.equal((await within(streamingGet(t, proxy.url('/warm')).done, LONG_WAIT_MS, 'warm-up hit')).sha256, sha256(warmBody))
   // RSS counts garbage that V8 has not collected yet and that the allocator has not returned;
   // collecting before every sample makes the figure what the process actually retains.
-  gc()
+  collectGarbage()
   const baseline = process.memoryUsage().rss
   let peak = baseline
   const sample = (): void => {
-    gc()
+    collectGarbage()
     peak = Math.max(peak, process.memoryUsage().rss)
   }
   const sampler = setInterval(sample, 50)
@@ -259,14 +255,14 @@ test('memory stays flat while ten clients, some stalled, follow one 64 MiB fill'
   await until(
     () => proxy.mirror.fills.counters.joined === joinedBefore + 9 || origin.count('/huge.img') > 1,
     'ten clients on one fill',
-    WAIT_MS,
+    LONG_WAIT_MS,
   )
   release.open()
 
   const fastResults = await within(Promise.all(fast.map((c) => c.done)), 30_000, 'fast clients')
   // Stalled clients have read at most a little: the fill must have finished without them.
-  await within(Promise.all(stalled.map((c) => c.firstBytes)), WAIT_MS, 'stalled clients to receive their first bytes')
-  await until(() => proxy.mirror.fills.size === 0, 'the fill to complete while three clients are stalled', WAIT_MS)
+  await within(Promise.all(stalled.map((c) => c.firstBytes)), LONG_WAIT_MS, 'stalled clients to receive their first bytes')
+  await until(() => proxy.mirror.fills.size === 0, 'the fill to complete while three clients are stalled', LONG_WAIT_MS)
   assert.match((await get(proxy.url('/huge.img'), { method: 'HEAD' })).headers['cache-status'] ?? '', /^cachemir; hit/)
   stalledRelease.open()
   const stalledResults = await within(Promise.all(stalled.map((c) => c.done)), 30_000, 'stalled clients')
@@ -297,18 +293,18 @@ test('a client that disconnects mid-fill does not stop the fill', async (t) => {
   })
   const proxy = await startProxy(t, { upstream: origin.url })
 
-  const first = await within(getFirstBytes(proxy.url('/gone.bin'), 1), WAIT_MS, 'first bytes')
+  const first = await within(getFirstBytes(proxy.url('/gone.bin'), 1), LONG_WAIT_MS, 'first bytes')
   assert.equal(first.status, 200)
   await first.abort()
   // The mirror has seen the client go (its request-completed line says aborted) before the origin goes on.
   await until(
     () => proxy.logs.some((l) => l.msg === 'request completed' && l['url'] === '/gone.bin' && l['aborted'] === true),
     'the mirror to notice the client abort',
-    WAIT_MS,
+    LONG_WAIT_MS,
   )
   assert.equal(proxy.mirror.fills.size, 1, 'the fill is still running after its only client left')
   release.open()
-  await until(() => proxy.mirror.fills.size === 0, 'the fill to finish without clients', WAIT_MS)
+  await until(() => proxy.mirror.fills.size === 0, 'the fill to finish without clients', LONG_WAIT_MS)
 
   const later = await get(proxy.url('/gone.bin'))
   assert.equal(later.status, 200)
@@ -331,10 +327,10 @@ test('concurrent requests for different keys each get their own fill', async (t)
 
   const responses = paths.map((p) => get(proxy.url(p)))
   // All four requests reach the origin while none has been answered: four separate fills.
-  await until(() => origin.count() === paths.length, 'one origin request per key', WAIT_MS)
+  await until(() => origin.count() === paths.length, 'one origin request per key', LONG_WAIT_MS)
   assert.equal(proxy.mirror.fills.size, paths.length)
   release.open()
-  const results = await within(Promise.all(responses), WAIT_MS, 'all keys')
+  const results = await within(Promise.all(responses), LONG_WAIT_MS, 'all keys')
 
   for (const [i, p] of paths.entries()) {
     const r = results[i]

@@ -9,6 +9,7 @@ import assert from 'node:assert/strict'
 import { makeBody, serveStatic, sha256, startOrigin, type Origin } from '../helpers/origin.js'
 import { startProxy, type Proxy } from '../helpers/proxy.js'
 import { get, type Fetched } from '../helpers/client.js'
+import { waitForFills } from '../helpers/wait.js'
 
 const ETAG = '"v1"'
 const LAST_MODIFIED_MS = Date.parse('Mon, 01 Jan 2024 00:00:00 GMT')
@@ -42,19 +43,13 @@ async function startMirrorFor(t: TestContext, body: Buffer): Promise<{ origin: O
   return { origin, proxy }
 }
 
-/** Waits until no fill is running, so the next request finds the object committed. */
-async function fillsIdle(proxy: Proxy): Promise<void> {
-  for (let i = 0; i < 2000 && proxy.mirror.fills.size > 0; i++) await new Promise((resolve) => setTimeout(resolve, 5))
-  assert.equal(proxy.mirror.fills.size, 0, 'the fill finished')
-}
-
 /** Primes the cache with one full GET and checks it. */
 async function prime(proxy: Proxy, body: Buffer): Promise<void> {
   const first = await get(proxy.url('/obj'))
   assert.equal(first.status, 200)
   assert.equal(sha256(first.body), sha256(body))
   assert.equal(first.headers['cache-status'], 'cachemir; fwd=miss; stored')
-  await fillsIdle(proxy)
+  await waitForFills(proxy)
 }
 
 function assertHit(res: Fetched): void {
@@ -270,7 +265,7 @@ for (const tier of TIERS) {
     assert.equal(head.status, 200)
     assert.equal(head.headers['content-length'], String(size))
     assert.equal(head.body.length, 0)
-    await fillsIdle(proxy)
+    await waitForFills(proxy)
 
     const res = await get(proxy.url('/obj'))
     assertFull(res, tier.body)
@@ -306,7 +301,7 @@ for (const tier of TIERS) {
 
       const ranged = await get(proxy.url('/obj'), { headers: { range } })
       check(ranged)
-      await fillsIdle(proxy)
+      await waitForFills(proxy)
 
       assert.equal(origin.count('/obj'), 1)
       assert.equal(origin.requests[0]?.headers.range, undefined, 'the fill asks for the whole object')

@@ -11,8 +11,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { writeFile } from 'node:fs/promises'
-import { createServer } from 'node:net'
-import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { makeBody, sendBody, sha256, startOrigin } from '../helpers/origin.js'
 import { startProxy } from '../helpers/proxy.js'
@@ -21,12 +19,10 @@ import { get, getFirstBytes } from '../helpers/client.js'
 import type { Fetched } from '../helpers/client.js'
 import { makeTempDir } from '../helpers/temp-dir.js'
 import { cacheFiles } from '../helpers/cache-files.js'
-import { gate, until, within } from '../helpers/wait.js'
+import { KiB, MiB } from '../helpers/sizes.js'
+import { closedPort } from '../helpers/tcp.js'
+import { gate, until, WAIT_MS, within } from '../helpers/wait.js'
 
-const KiB = 1024
-const MiB = 1024 * 1024
-/** Upper bound for any single wait on the mirror; only reached when the mirror misbehaves. */
-const WAIT_MS = 10_000
 const CACHEABLE = { 'content-type': 'application/octet-stream', 'cache-control': 'max-age=300' }
 const GOOD_BODY = makeBody(300 * KiB, 99)
 
@@ -67,15 +63,6 @@ async function assertStillServing(proxy: Proxy, countGood: () => number): Promis
   assert.match(hit.headers['cache-status'] ?? '', /^cachemir; hit/)
   assert.equal(sha256(hit.body), sha256(GOOD_BODY))
   assert.equal(countGood(), before + 1)
-}
-
-/** A local port with nothing listening on it. */
-async function closedPort(): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as AddressInfo
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  return port
 }
 
 test('an upstream that aborts mid-body cuts every client of the fill short and stores nothing', async (t) => {

@@ -5,14 +5,11 @@
 import { test } from 'node:test'
 import type { TestContext } from 'node:test'
 import assert from 'node:assert/strict'
-import { writeFile } from 'node:fs/promises'
-import { join } from 'node:path'
 import type { OutgoingHttpHeaders } from 'node:http'
 import { sendBody, serveStatic, startOrigin, type Origin } from '../helpers/origin.js'
-import { startProxy, type Proxy } from '../helpers/proxy.js'
+import { startConfiguredProxy, startProxy, type Proxy } from '../helpers/proxy.js'
 import { get, type Fetched } from '../helpers/client.js'
-import { makeTempDir } from '../helpers/temp-dir.js'
-import { fakeClock } from '../helpers/clock.js'
+import { fakeClock, httpDate } from '../helpers/clock.js'
 
 const SECOND = 1000
 const MINUTE = 60 * SECOND
@@ -21,10 +18,6 @@ const DAY = 24 * HOUR
 
 const ETAG = '"v1"'
 const BODY = 'the stored representation'
-
-function httpDate(ms: number): string {
-  return new Date(ms).toUTCString()
-}
 
 /** The ttl member of a hit's Cache-Status, or undefined when it has none. */
 function ttlOf(res: Fetched): number | undefined {
@@ -254,11 +247,8 @@ const RULES = [
   { match: '\\.ttl$', ttl: '1h' },
 ]
 
-async function startRuleMirror(t: TestContext, origin: Origin, now: () => number): Promise<Proxy> {
-  const dir = await makeTempDir(t, 'cachemir-config-')
-  const path = join(dir, 'cachemir.json')
-  await writeFile(path, JSON.stringify({ routes: [{ prefix: '/r/', upstreams: [`${origin.url}/`], rules: RULES }] }))
-  return startProxy(t, { config: path, now })
+function startRuleMirror(t: TestContext, origin: Origin, now: () => number): Promise<Proxy> {
+  return startConfiguredProxy(t, { routes: [{ prefix: '/r/', upstreams: [`${origin.url}/`], rules: RULES }] }, { now })
 }
 
 test('an immutable rule serves max-age=0 content from cache, even a year later', async (t) => {

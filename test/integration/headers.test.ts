@@ -9,22 +9,17 @@
 import { test } from 'node:test'
 import type { TestContext } from 'node:test'
 import assert from 'node:assert/strict'
-import { writeFile } from 'node:fs/promises'
-import { join } from 'node:path'
 import { startOrigin, type Origin } from '../helpers/origin.js'
-import { startProxy, type Proxy } from '../helpers/proxy.js'
+import { startConfiguredProxy, startProxy, type Proxy } from '../helpers/proxy.js'
 import { get, type Fetched } from '../helpers/client.js'
-import { makeTempDir } from '../helpers/temp-dir.js'
 import { until } from '../helpers/wait.js'
-import { fakeClock, type Clock } from '../helpers/clock.js'
+import { fakeClock, httpDate, type Clock } from '../helpers/clock.js'
 
 const SECOND = 1000
 const DAY = 24 * 3600 * SECOND
 const PATH = '/h'
 const ETAG = '"h1"'
 const BODY = 'hello headers'
-
-const httpDate = (ms: number): string => new Date(ms).toUTCString()
 
 /**
  * An origin that answers with `Date` (from the clock), the case's raw header list, `ETag` and
@@ -49,11 +44,8 @@ function withoutField(raw: readonly string[], name: string): string[] {
 }
 
 /** A mirror for `origin` with one catch-all route and these rules, from a config file. */
-async function startRuleProxy(t: TestContext, origin: Origin, rules: readonly object[], now: () => number): Promise<Proxy> {
-  const dir = await makeTempDir(t, 'cachemir-config-')
-  const path = join(dir, 'cachemir.json')
-  await writeFile(path, JSON.stringify({ routes: [{ prefix: '/', upstreams: [`${origin.url}/`], rules }] }))
-  return startProxy(t, { config: path, now })
+function startRuleProxy(t: TestContext, origin: Origin, rules: readonly object[], now: () => number): Promise<Proxy> {
+  return startConfiguredProxy(t, { routes: [{ prefix: '/', upstreams: [`${origin.url}/`], rules }] }, { now })
 }
 
 /** All lines of a field, in order, as received. */

@@ -7,14 +7,11 @@
 import { test } from 'node:test'
 import type { TestContext } from 'node:test'
 import assert from 'node:assert/strict'
-import { writeFile } from 'node:fs/promises'
-import { join } from 'node:path'
 import type { IncomingMessage } from 'node:http'
-import { sendBody, startOrigin, type Origin } from '../helpers/origin.js'
-import { startProxy, type Proxy } from '../helpers/proxy.js'
+import { readBody, sendBody, startOrigin, type Origin } from '../helpers/origin.js'
+import { startProxy, startRoutedProxy, type Proxy } from '../helpers/proxy.js'
 import { get, getFirstBytes } from '../helpers/client.js'
-import { makeTempDir } from '../helpers/temp-dir.js'
-import { gate, until, within } from '../helpers/wait.js'
+import { gate, waitForFills, within } from '../helpers/wait.js'
 
 interface Route {
   readonly prefix: string
@@ -193,15 +190,6 @@ const CASES: readonly Case[] = [
   },
 ]
 
-function readBody(req: IncomingMessage): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = []
-    req.on('data', (c: Buffer) => chunks.push(c))
-    req.once('end', () => resolve(Buffer.concat(chunks).toString()))
-    req.once('error', reject)
-  })
-}
-
 interface Site {
   origin: Origin
   /** the representation version GETs currently get */
@@ -228,10 +216,7 @@ async function startSite(
 
 async function startMirror(t: TestContext, origin: Origin, route: Route | undefined): Promise<Proxy> {
   if (route === undefined) return startProxy(t, { upstream: origin.url })
-  const dir = await makeTempDir(t, 'cachemir-config-')
-  const path = join(dir, 'cachemir.json')
-  await writeFile(path, JSON.stringify({ routes: [{ prefix: route.prefix, upstreams: [`${origin.url}${route.base}`] }] }))
-  return startProxy(t, { config: path })
+  return startRoutedProxy(t, [{ prefix: route.prefix, upstreams: [`${origin.url}${route.base}`] }])
 }
 
 /** The origin path a mirror path is fetched from. */
@@ -241,10 +226,6 @@ function originPath(path: string, route: Route | undefined): string {
 
 function gets(origin: Origin, path: string): number {
   return origin.requests.filter((r) => r.method === 'GET' && r.url === path).length
-}
-
-async function fillsIdle(proxy: Proxy): Promise<void> {
-  await until(() => proxy.mirror.fills.size === 0, 'no fill is running')
 }
 
 for (const c of CASES) {
@@ -261,7 +242,7 @@ for (const c of CASES) {
       const miss = await get(proxy.url(path))
       assert.equal(miss.body.toString(), `${originPath(path, c.route)} v1`)
       assert.equal(miss.headers['cache-status'], 'cachemir; fwd=miss; stored', `${path} was stored`)
-      await fillsIdle(proxy)
+      await waitForFills(proxy)
       const hit = await get(proxy.url(path))
       assert.match(hit.headers['cache-status'] ?? '', /^cachemir; hit/, `${path} is a hit before the ${c.method}`)
     }
@@ -282,7 +263,7 @@ for (const c of CASES) {
       assert.equal(res.body.toString(), `${originPath(path, c.route)} v2`, `${path} was invalidated`)
       assert.equal(res.headers['cache-status'], 'cachemir; fwd=miss; stored', `${path}: Cache-Status`)
       assert.equal(gets(origin, originPath(path, c.route)), 2, `${path}: GETs at the origin`)
-      await fillsIdle(proxy)
+      await waitForFills(proxy)
     }
     for (const path of c.kept) {
       const res = await get(proxy.url(path))
@@ -298,7 +279,7 @@ test('a POST to an unreachable upstream gets a prompt 502 and invalidates nothin
   const proxy = await startProxy(t, { upstream: site.origin.url })
 
   await get(proxy.url('/a'))
-  await fillsIdle(proxy)
+  await waitForFills(proxy)
   await site.origin.close()
 
   const write = await within(get(proxy.url('/a'), { method: 'POST', body: 'change', timeoutMs: 5000 }), 6000, 'the POST is answered')
@@ -339,7 +320,7 @@ test('a fill in flight when a POST succeeds does not leave the pre-POST body in 
   release.open()
   const old = await inFlight.rest()
   assert.match(old.body.toString(), /^version 1 /, 'the client that asked before the POST gets the old version')
-  await fillsIdle(proxy)
+  await waitForFills(proxy)
 
   const after = await get(proxy.url('/a'))
   assert.match(after.body.toString(), /^version 2 /, 'a GET after the POST never gets the pre-POST bytes')

@@ -6,9 +6,9 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { serveStatic, startOrigin, type Handler, type Origin } from '../helpers/origin.js'
-import { startProxy, type Proxy } from '../helpers/proxy.js'
+import { startProxy } from '../helpers/proxy.js'
 import { get } from '../helpers/client.js'
-import { until } from '../helpers/wait.js'
+import { waitForFills } from '../helpers/wait.js'
 import { fakeClock, type Clock } from '../helpers/clock.js'
 
 const SECOND = 1000
@@ -22,10 +22,6 @@ function dated(clock: Clock, handler: Handler): Handler {
     res.setHeader('Date', new Date(clock.now()).toUTCString())
     return handler(req, res)
   }
-}
-
-async function fillsIdle(proxy: Proxy): Promise<void> {
-  await until(() => proxy.mirror.fills.size === 0, 'no fill is running')
 }
 
 interface Expect {
@@ -287,7 +283,7 @@ for (const c of CASES) {
       clock.set(step.at * SECOND)
       const res = await get(proxy.url(PATH), step.headers === undefined ? {} : { headers: step.headers })
       checkStep(res, origin, step, `step ${i + 1} (at ${step.at} s, ${JSON.stringify(step.headers ?? {})})`)
-      await fillsIdle(proxy)
+      await waitForFills(proxy)
     }
   })
 }

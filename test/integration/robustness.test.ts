@@ -13,39 +13,20 @@ import type { TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import { mkdtemp, open, readdir, readlink, rm, writeFile } from 'node:fs/promises'
 import type { FileHandle } from 'node:fs/promises'
-import { createServer } from 'node:net'
-import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { setFlagsFromString } from 'node:v8'
-import { runInNewContext } from 'node:vm'
 import { makeBody, sendBody, sha256, startOrigin } from '../helpers/origin.js'
 import { startProxy } from '../helpers/proxy.js'
 import type { Proxy } from '../helpers/proxy.js'
 import { get, getFirstBytes } from '../helpers/client.js'
-import type { Fetched } from '../helpers/client.js'
+import { cacheStatus, type Fetched } from '../helpers/client.js'
 import { makeTempDir } from '../helpers/temp-dir.js'
 import { cacheFiles } from '../helpers/cache-files.js'
-import { gate, until, within } from '../helpers/wait.js'
-
-const KiB = 1024
-const MiB = 1024 * 1024
-/** Upper bound for any single wait on the mirror; only reached when the mirror misbehaves. */
-const WAIT_MS = 10_000
-
-/** A local port with nothing listening on it. */
-async function closedPort(): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as AddressInfo
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  return port
-}
-
-function cacheStatus(r: Fetched): string {
-  return r.headers['cache-status'] ?? ''
-}
+import { collectGarbage } from '../helpers/gc.js'
+import { KiB, MiB } from '../helpers/sizes.js'
+import { closedPort } from '../helpers/tcp.js'
+import { gate, until, WAIT_MS, within } from '../helpers/wait.js'
 
 function assertHit(r: Fetched, body: string | Buffer, what: string): void {
   assert.equal(r.status, 200, what)
@@ -72,12 +53,6 @@ async function openFilesUnder(dir: string): Promise<string[] | undefined> {
     if (target.startsWith(dir)) held.push(target)
   }
   return held
-}
-
-/** Runs a full garbage collection (exposing gc() at runtime, as --expose-gc would). */
-function collectGarbage(): void {
-  setFlagsFromString('--expose-gc')
-  ;(runInNewContext('gc') as () => void)()
 }
 
 /**

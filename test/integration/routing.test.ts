@@ -5,52 +5,13 @@
 import { test } from 'node:test'
 import type { TestContext } from 'node:test'
 import assert from 'node:assert/strict'
-import { writeFile } from 'node:fs/promises'
-import { join } from 'node:path'
-import type { IncomingMessage } from 'node:http'
-import { sendBody, startOrigin, type Handler, type Origin } from '../helpers/origin.js'
-import { startProxy, type Proxy } from '../helpers/proxy.js'
+import { readBody, sendBody, startEchoOrigin, startOrigin, type Handler, type Origin } from '../helpers/origin.js'
+import { startProxy, startRoutedProxy } from '../helpers/proxy.js'
 import { get, rawRequest } from '../helpers/client.js'
-import { makeTempDir } from '../helpers/temp-dir.js'
-
-interface RouteSpec {
-  readonly prefix: string
-  readonly upstreams: readonly string[]
-}
-
-/** A mirror configured from a JSON config file with these routes. */
-async function startRoutedProxy(t: TestContext, routes: readonly RouteSpec[]): Promise<Proxy> {
-  const dir = await makeTempDir(t, 'cachemir-config-')
-  const path = join(dir, 'cachemir.json')
-  await writeFile(path, JSON.stringify({ routes }))
-  return startProxy(t, { config: path })
-}
-
-/** An origin that answers every GET with a cacheable body naming itself and the path it saw. */
-function echoOrigin(t: TestContext, name: string): Promise<Origin> {
-  return startOrigin(t, (req, res) =>
-    sendBody(req, res, Buffer.from(`${name} ${req.url ?? ''}`), { headers: { 'cache-control': 'max-age=60' } }),
-  )
-}
-
-function readBody(req: IncomingMessage): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = []
-    req.on('data', (c: Buffer) => chunks.push(c))
-    req.once('end', () => resolve(Buffer.concat(chunks).toString()))
-    req.once('error', reject)
-  })
-}
-
-/** The status code of a raw HTTP/1.1 response, or 0 when nothing parseable came back. */
-function statusOf(raw: string): number {
-  const m = /^HTTP\/1\.1 (\d{3}) /.exec(raw)
-  return m === null ? 0 : Number(m[1])
-}
 
 test('paths outside every route get a short 404 and the origins are not contacted', async (t) => {
-  const a = await echoOrigin(t, 'A')
-  const b = await echoOrigin(t, 'B')
+  const a = await startEchoOrigin(t, 'A')
+  const b = await startEchoOrigin(t, 'B')
   const proxy = await startRoutedProxy(t, [
     { prefix: '/debian/', upstreams: [`${a.url}/deb-root/`] },
     { prefix: '/alpine/', upstreams: [`${b.url}/alp-root/`] },
@@ -66,8 +27,8 @@ test('paths outside every route get a short 404 and the origins are not contacte
 })
 
 test('each route maps its prefix onto its own upstream base path', async (t) => {
-  const a = await echoOrigin(t, 'A')
-  const b = await echoOrigin(t, 'B')
+  const a = await startEchoOrigin(t, 'A')
+  const b = await startEchoOrigin(t, 'B')
   const proxy = await startRoutedProxy(t, [
     { prefix: '/debian/', upstreams: [`${a.url}/deb-root/`] },
     { prefix: '/alpine/', upstreams: [`${b.url}/alp-root/`] },
@@ -89,8 +50,8 @@ test('each route maps its prefix onto its own upstream base path', async (t) => 
 })
 
 test('the longest matching prefix wins', async (t) => {
-  const a = await echoOrigin(t, 'A')
-  const b = await echoOrigin(t, 'B')
+  const a = await startEchoOrigin(t, 'A')
+  const b = await startEchoOrigin(t, 'B')
   const proxy = await startRoutedProxy(t, [
     { prefix: '/debian/', upstreams: [`${a.url}/deb-root/`] },
     { prefix: '/debian/security/', upstreams: [`${b.url}/sec-root/`] },
@@ -112,7 +73,7 @@ test('the longest matching prefix wins', async (t) => {
 })
 
 test('/_cachemir/health answers 200 JSON with status ok without contacting the origin', async (t) => {
-  const origin = await echoOrigin(t, 'O')
+  const origin = await startEchoOrigin(t, 'O')
   const proxy = await startProxy(t, { upstream: origin.url })
 
   const res = await get(proxy.url('/_cachemir/health'))
@@ -125,7 +86,7 @@ test('/_cachemir/health answers 200 JSON with status ok without contacting the o
 })
 
 test('other /_cachemir/ paths get 404 and are never routed upstream', async (t) => {
-  const origin = await echoOrigin(t, 'O')
+  const origin = await startEchoOrigin(t, 'O')
   const proxy = await startProxy(t, { upstream: origin.url })
 
   for (const path of ['/_cachemir/x', '/_cachemir/', '/_cachemir', '/_cachemir?probe=1', '/_cachemir/health/extra']) {
@@ -150,13 +111,13 @@ const UNSAFE_TARGETS = [
 ]
 
 test('path traversal and encoded separators get 400 and never reach the origin', async (t) => {
-  const a = await echoOrigin(t, 'A')
+  const a = await startEchoOrigin(t, 'A')
   const proxy = await startRoutedProxy(t, [{ prefix: '/debian/', upstreams: [`${a.url}/deb-root/`] }])
 
   for (const target of UNSAFE_TARGETS) {
     await t.test(target, async () => {
       const raw = await rawRequest(proxy.port, `GET ${target} HTTP/1.1\r\nHost: 127.0.0.1:${proxy.port}\r\nConnection: close\r\n\r\n`)
-      assert.equal(statusOf(raw), 400, `response was: ${JSON.stringify(raw.slice(0, 200))}`)
+      assert.match(raw, /^HTTP\/1\.1 400 /, `response was: ${JSON.stringify(raw.slice(0, 200))}`)
     })
   }
   // A safe path on the same route does go through, so the 400s above are about the targets.
@@ -169,7 +130,7 @@ test('path traversal and encoded separators get 400 and never reach the origin',
 })
 
 test("targets that look like URLs or start with // stay under the route's upstream path", async (t) => {
-  const a = await echoOrigin(t, 'A')
+  const a = await startEchoOrigin(t, 'A')
   const proxy = await startRoutedProxy(t, [{ prefix: '/debian/', upstreams: [`${a.url}/deb-root/`] }])
 
   const cases: readonly [string, string][] = [
@@ -189,12 +150,12 @@ test("targets that look like URLs or start with // stay under the route's upstre
 })
 
 test('an absolute-form request target gets 400 and is not forwarded anywhere', async (t) => {
-  const origin = await echoOrigin(t, 'O')
+  const origin = await startEchoOrigin(t, 'O')
   const proxy = await startProxy(t, { upstream: origin.url })
 
   for (const target of ['http://example.invalid/', `http://127.0.0.1:${origin.port}/x`]) {
     const raw = await rawRequest(proxy.port, `GET ${target} HTTP/1.1\r\nHost: 127.0.0.1:${proxy.port}\r\nConnection: close\r\n\r\n`)
-    assert.equal(statusOf(raw), 400, `${target}: response was ${JSON.stringify(raw.slice(0, 200))}`)
+    assert.match(raw, /^HTTP\/1\.1 400 /, `${target}: response was ${JSON.stringify(raw.slice(0, 200))}`)
   }
   assert.equal(origin.count(), 0)
 })
@@ -280,7 +241,7 @@ test('when the first upstream is down the fill fails over to the second', async 
   })
   const deadUrl = dead.url
   await dead.close()
-  const live = await echoOrigin(t, 'live')
+  const live = await startEchoOrigin(t, 'live')
   const proxy = await startProxy(t, { upstream: [deadUrl, live.url] })
 
   const first = await get(proxy.url('/pkg'))

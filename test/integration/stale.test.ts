@@ -12,7 +12,7 @@ import { sendBody, startOrigin, type Origin } from '../helpers/origin.js'
 import { startProxy, type Proxy } from '../helpers/proxy.js'
 import { get, type Fetched } from '../helpers/client.js'
 import { makeTempDir } from '../helpers/temp-dir.js'
-import { gate, until, type Gate } from '../helpers/wait.js'
+import { gate, until, waitForFills, type Gate } from '../helpers/wait.js'
 import { fakeClock, type Clock } from '../helpers/clock.js'
 
 const SECOND = 1000
@@ -56,10 +56,6 @@ async function startStateOrigin(t: TestContext, clock: Clock, state: OriginState
   })
 }
 
-async function fillsIdle(proxy: Proxy): Promise<void> {
-  await until(() => proxy.mirror.fills.size === 0, 'no fill is running')
-}
-
 /** Starts origin and mirror and stores version 1 at clock offset 0. */
 async function primed(t: TestContext, cacheControl: string): Promise<{ clock: Clock; state: OriginState; origin: Origin; proxy: Proxy }> {
   const clock = fakeClock()
@@ -69,7 +65,7 @@ async function primed(t: TestContext, cacheControl: string): Promise<{ clock: Cl
   const first = await get(proxy.url(PATH))
   assert.equal(first.body.toString(), bodyOf(1))
   assert.equal(first.headers['cache-status'], 'cachemir; fwd=miss; stored')
-  await fillsIdle(proxy)
+  await waitForFills(proxy)
   return { clock, state, origin, proxy }
 }
 
@@ -130,7 +126,7 @@ for (const c of BACKGROUND_CASES) {
 
     state.hold = undefined
     hold.open()
-    await fillsIdle(proxy)
+    await waitForFills(proxy)
     assert.equal(origin.count(PATH), 2, 'one background request for three stale hits')
 
     const after = await get(proxy.url(PATH))
@@ -169,7 +165,7 @@ for (const c of BACKGROUND_FAILURE_CASES) {
       assertBody(res, 1, `stale request at ${at} s`)
       assert.equal(res.headers['cache-status'], `cachemir; hit; ttl=${60 - at}; detail=stale-while-revalidate`)
       await until(() => origin.count(PATH) === i + 2, 'the background revalidation reaches the origin')
-      await fillsIdle(proxy)
+      await waitForFills(proxy)
       // Let anything the failed revalidation left behind (its unread body) be cleaned up.
       await new Promise((resolve) => setImmediate(resolve))
     }
@@ -179,7 +175,7 @@ for (const c of BACKGROUND_FAILURE_CASES) {
     clock.set(80 * SECOND)
     assert.equal((await get(proxy.url(PATH))).headers['cache-status'], 'cachemir; hit; ttl=-20; detail=stale-while-revalidate')
     await until(() => origin.count(PATH) === 4, 'the third background revalidation reaches the origin')
-    await fillsIdle(proxy)
+    await waitForFills(proxy)
     const fresh = await get(proxy.url(PATH))
     assertBody(fresh, 1, 'after the successful revalidation')
     assert.equal(fresh.headers['cache-status'], 'cachemir; hit; ttl=60')
@@ -249,7 +245,7 @@ for (const status of [500, 502, 503, 504]) {
     assert.equal(within.headers['cache-status'], `cachemir; fwd=stale; fwd-status=${status}; detail=stale-if-error`)
     assert.equal(within.headers.age, '70')
     assert.equal(origin.count(PATH), 2)
-    await fillsIdle(proxy)
+    await waitForFills(proxy)
 
     clock.set(100 * SECOND)
     const beyond = await get(proxy.url(PATH))
@@ -257,7 +253,7 @@ for (const status of [500, 502, 503, 504]) {
     assert.equal(beyond.body.toString(), `origin error ${status}`)
     assert.doesNotMatch(beyond.headers['cache-status'] ?? '', /hit|stale-if-error/)
     assert.equal(origin.count(PATH), 3)
-    await fillsIdle(proxy)
+    await waitForFills(proxy)
 
     // The error replaced nothing: once the origin recovers, the entry is revalidated, not refetched.
     state.failWith = undefined
@@ -338,7 +334,7 @@ test('under an immutable rule an origin 503 is passed on and not stored; the 200
     assert.equal(res.body.toString(), 'syncing, try later')
     assert.match(res.headers['cache-status'] ?? '', /^cachemir; fwd=miss; detail=[\w-]+$/)
     assert.equal(origin.count('/p.deb'), i)
-    await fillsIdle(proxy)
+    await waitForFills(proxy)
   }
 
   down = false
@@ -346,7 +342,7 @@ test('under an immutable rule an origin 503 is passed on and not stored; the 200
   assert.equal(filled.status, 200)
   assert.equal(filled.body.toString(), 'package bytes')
   assert.equal(filled.headers['cache-status'], 'cachemir; fwd=miss; stored')
-  await fillsIdle(proxy)
+  await waitForFills(proxy)
 
   clock.set(365 * 24 * 3600 * SECOND)
   const hit = await get(proxy.url('/p.deb'))

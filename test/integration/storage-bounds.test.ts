@@ -12,10 +12,9 @@ import { get } from '../helpers/client.js'
 import type { Fetched } from '../helpers/client.js'
 import { cacheFiles } from '../helpers/cache-files.js'
 import type { CacheFile } from '../helpers/cache-files.js'
+import { KiB, MiB } from '../helpers/sizes.js'
 import { until } from '../helpers/wait.js'
 
-const KiB = 1024
-const MiB = 1024 * 1024
 const CACHEABLE = { 'content-type': 'application/octet-stream', 'cache-control': 'max-age=300' }
 
 const bodyFiles = (files: CacheFile[]): CacheFile[] => files.filter((f) => f.name.endsWith('.body') && !f.name.startsWith('.tmp-'))

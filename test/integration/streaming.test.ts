@@ -11,12 +11,8 @@ import type { OutgoingHttpHeaders, ServerResponse } from 'node:http'
 import { makeBody, serveStatic, sha256, startOrigin } from '../helpers/origin.js'
 import { startProxy } from '../helpers/proxy.js'
 import { get, getFirstBytes } from '../helpers/client.js'
-import { gate, until, within } from '../helpers/wait.js'
-
-const KiB = 1024
-const MiB = 1024 * 1024
-/** Upper bound for any single wait on the mirror; only reached when streaming is broken. */
-const WAIT_MS = 10_000
+import { KiB, MiB } from '../helpers/sizes.js'
+import { gate, until, WAIT_MS, within } from '../helpers/wait.js'
 
 /**
  * Writes the headers and the first `at` bytes, waits for `release`, then writes the rest.

@@ -1,16 +1,17 @@
 // test/integration/vary.test.ts
 // Several stored variants of one URL (RFC 9111 §4.1): each response with Vary is stored for the
 // request's values of the named headers and selected only by requests with the same (normalized)
-// values. Also: Vary: * among other names, a URL that stops or starts varying, and a POST that
-// invalidates every variant. Time is a fake clock the origin's Date follows.
+// values. Also: Vary: * among other names, a URL that stops or starts varying, a POST that
+// invalidates every variant, and a request that joins a fill whose response turns out to vary on
+// a header it sent differently. Time is a fake clock the origin's Date follows.
 
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import type { IncomingMessage } from 'node:http'
 import { sendBody, startOrigin, type Origin } from '../helpers/origin.js'
-import { startProxy, type Proxy } from '../helpers/proxy.js'
-import { get, getFirstBytes } from '../helpers/client.js'
-import { gate, until } from '../helpers/wait.js'
+import { startProxy } from '../helpers/proxy.js'
+import { cacheStatus, get, getFirstBytes } from '../helpers/client.js'
+import { gate, until, waitForFills, WAIT_MS, within } from '../helpers/wait.js'
 import { fakeClock, type Clock } from '../helpers/clock.js'
 
 const SECOND = 1000
@@ -243,10 +244,6 @@ function originGets(origin: Origin): number {
   return origin.requests.filter((r) => r.method === 'GET' && r.url === PATH).length
 }
 
-async function fillsIdle(proxy: Proxy): Promise<void> {
-  await until(() => proxy.mirror.fills.size === 0, 'no fill is running')
-}
-
 for (const c of CASES) {
   test(c.name, async (t) => {
     const clock = fakeClock()
@@ -281,7 +278,7 @@ for (const c of CASES) {
         const seen = origin.requests.filter((r) => r.method === 'GET').at(-1)
         for (const name of ECHOED) assert.equal(seen?.headers[name], step.get[name], `${where}: ${name} sent upstream`)
       }
-      await fillsIdle(proxy)
+      await waitForFills(proxy)
     }
   })
 }
@@ -307,19 +304,54 @@ test('a POST while a variant is still being fetched leaves no pre-POST variant i
   const proxy = await startProxy(t, { upstream: origin.url })
 
   assert.match((await get(proxy.url(PATH), { headers: AE('gzip') })).body.toString(), /^v1 gzip /)
-  await fillsIdle(proxy)
+  await waitForFills(proxy)
   const inFlight = await getFirstBytes(proxy.url(PATH), 1, { headers: AE('br') })
   const write = await get(proxy.url(PATH), { method: 'POST', body: 'change' })
   assert.equal(write.status, 200)
   release.open()
   assert.match((await inFlight.rest()).body.toString(), /^v1 br /, 'the request made before the POST gets the old version')
-  await fillsIdle(proxy)
+  await waitForFills(proxy)
 
   for (const encoding of ['br', 'gzip']) {
     const res = await get(proxy.url(PATH), { headers: AE(encoding) })
     assert.match(res.body.toString(), new RegExp(`^v2 ${encoding} `), `${encoding}: no pre-POST bytes after the POST`)
     assert.match(res.headers['cache-status'] ?? '', MISS_STORED)
-    await fillsIdle(proxy)
+    await waitForFills(proxy)
   }
   assert.equal(originGets(origin), 4)
+})
+
+test('a request that joins a fill whose response varies on a header it sent differently gets its own response', async (t) => {
+  const release = gate(t)
+  const origin = await startOrigin(t, async (req, res) => {
+    const language = req.headers['accept-language'] ?? '-'
+    // The fill started by the en request answers only once the de request has joined it; the de
+    // request's own fetch, if it makes one, is answered at once.
+    if (language === 'en') await release.promise
+    await sendBody(req, res, Buffer.from(`hello in ${language}`), {
+      headers: { 'cache-control': 'max-age=600', 'content-type': 'text/plain', vary: 'Accept-Language' },
+    })
+  })
+  const proxy = await startProxy(t, { upstream: origin.url })
+
+  const en = get(proxy.url(PATH), { headers: { 'accept-language': 'en' } })
+  await until(() => origin.count(PATH) === 1, 'the en request to start the fill', WAIT_MS)
+  // Nothing is stored yet, so the mirror cannot know the URL varies: the de request joins the fill.
+  const de = get(proxy.url(PATH), { headers: { 'accept-language': 'de' } })
+  await until(() => proxy.mirror.fills.counters.joined === 1 || origin.count(PATH) > 1, 'the de request to join the fill', WAIT_MS)
+  release.open()
+  const [enRes, deRes] = await within(Promise.all([en, de]), WAIT_MS, 'both responses')
+
+  assert.equal(enRes.status, 200)
+  assert.equal(enRes.body.toString(), 'hello in en')
+  assert.equal(cacheStatus(enRes), 'cachemir; fwd=miss; stored')
+  assert.equal(deRes.status, 200)
+  assert.equal(deRes.body.toString(), 'hello in de', 'the de client never gets the en body')
+  assert.equal(cacheStatus(deRes), 'cachemir; fwd=vary-miss')
+  assert.equal(proxy.mirror.fills.counters.joined, 1, 'the de request did join the en fill')
+  assert.equal(origin.count(PATH), 2)
+  assert.deepEqual(
+    origin.requests.map((r) => r.headers['accept-language']),
+    ['en', 'de'],
+  )
 })

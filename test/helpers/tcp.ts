@@ -1,21 +1,10 @@
-// test/faults/support.ts
-// Small building blocks shared by the fault-injection tests: raw TCP exchanges that report who
-// closed the connection, a TCP listener that only counts who reached it, and file listings.
+// test/helpers/tcp.ts
+// Raw TCP on 127.0.0.1, below HTTP: exchanges that report who closed the connection, a listener
+// that only counts who reached it, and a port that nothing listens on.
 
-import { mkdtemp, rm } from 'node:fs/promises'
 import { connect, createServer } from 'node:net'
 import type { AddressInfo, Socket } from 'node:net'
-import { tmpdir } from 'node:os'
-import { join, relative } from 'node:path'
 import type { TestContext } from 'node:test'
-import { setTimeout as sleep } from 'node:timers/promises'
-import { pino } from 'pino'
-import { resolveConfig, type ConfigInput } from '../../src/config.js'
-import { startMirror, type Mirror } from '../../src/server.js'
-import { filesUnder } from '../helpers/cache-files.js'
-
-export const KiB = 1024
-export const MiB = 1024 * 1024
 
 export interface RawExchange {
   /** Everything received, latin1. */
@@ -26,6 +15,7 @@ export interface RawExchange {
   readonly closedByServer: boolean
 }
 
+/** The status code of the HTTP/1.0 or HTTP/1.1 status line `raw` starts with, or 0 without one. */
 export function statusOf(raw: string): number {
   const m = /^HTTP\/1\.[01] (\d{3})/.exec(raw)
   return m === null ? 0 : Number(m[1])
@@ -116,32 +106,11 @@ export async function startTcpSink(t: TestContext): Promise<TcpSink> {
   }
 }
 
-/** Every file under dir, as paths relative to dir, sorted. */
-export async function listRelative(dir: string): Promise<string[]> {
-  return (await filesUnder(dir)).map((p) => relative(dir, p)).sort()
-}
-
-/**
- * An in-process mirror (silent logs) for tests whose subject may leave `close()` hanging: the
- * t.after hook gives close() at most 5 s, then removes the temp cache dir anyway, so one hung
- * close cannot stall or cancel the rest of the file. Tests assert on close() themselves.
- */
-export async function startBoundedMirror(t: TestContext, input: Omit<ConfigInput, 'listen' | 'cacheDir'>): Promise<Mirror> {
-  const cacheDir = await mkdtemp(join(tmpdir(), 'cachemir-cache-'))
-  let mirror: Mirror
-  try {
-    const config = resolveConfig({ ...input, cacheDir, listen: '127.0.0.1:0', logLevel: 'silent' }, {})
-    mirror = await startMirror(config, pino({ level: 'silent' }))
-  } catch (err) {
-    await rm(cacheDir, { recursive: true, force: true })
-    throw err
-  }
-  t.after(async () => {
-    const cancel = new AbortController()
-    const timer = sleep(5000, undefined, { signal: cancel.signal }).catch(() => {})
-    await Promise.race([mirror.close(1000).catch(() => {}), timer])
-    cancel.abort()
-    await rm(cacheDir, { recursive: true, force: true, maxRetries: 5 })
-  })
-  return mirror
+/** A port on 127.0.0.1 with nothing listening on it: connections to it are refused. */
+export async function closedPort(): Promise<number> {
+  const server = createServer()
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address() as AddressInfo
+  await new Promise<void>((resolve) => server.close(() => resolve()))
+  return port
 }
