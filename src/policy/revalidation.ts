@@ -3,7 +3,7 @@
 // asks about it, whether a 304 answer selects it, and its header block once the 304 is applied.
 
 import { getRaw, stripHopByHop, withoutFields, type RawHeaders } from '../http/headers.js'
-import { fieldsNotStored } from './freshness.js'
+import { fieldsNotStored, type ResponseFacts } from './freshness.js'
 
 /** RFC 9111 §3.2: fields a 304 must not overwrite in the stored response (they describe its body). */
 export const NOT_UPDATED_BY_304: ReadonlySet<string> = new Set(['content-length', 'content-encoding', 'content-range', 'transfer-encoding'])
@@ -46,4 +46,24 @@ export function mergeNotModifiedHeaders(stored: RawHeaders, notModified: RawHead
   const names = new Set<string>()
   for (let i = 0; i < update.length; i += 2) names.add((update[i] as string).toLowerCase())
   return [...withoutFields(stored, names), ...update]
+}
+
+/** The fields of a stored response's record that a 304 changes (cache/entry.ts EntryMeta has them). */
+export interface RevalidatedRecord {
+  readonly headers: RawHeaders
+  readonly requestAt: number
+  readonly responseAt: number
+}
+
+/**
+ * The stored record after a 304: headers merged as mergeNotModifiedHeaders does, and the request
+ * and response times of the exchange that revalidated it (its age counts from them again,
+ * RFC 9111 §4.2.3). Everything else is kept; `stored` itself is not changed.
+ */
+export function applyNotModified<T extends RevalidatedRecord>(
+  stored: T,
+  notModified: Pick<ResponseFacts, 'headers' | 'requestAt' | 'responseAt'>,
+): T {
+  const headers = mergeNotModifiedHeaders(stored.headers, notModified.headers)
+  return { ...stored, headers, requestAt: notModified.requestAt, responseAt: notModified.responseAt }
 }

@@ -33,8 +33,6 @@ export interface ResponseRecord {
   readonly statusText: string
   readonly headers: string[]
   readonly vary: Record<string, string> | undefined
-  readonly requestAt: number
-  readonly responseAt: number
 }
 
 export class BodyPump {
@@ -77,8 +75,7 @@ export class BodyPump {
       for await (const chunk of response.body as AsyncIterable<Buffer>) {
         const pos = this.committedBytes
         this.#digest.update(chunk)
-        if (this.#kept !== undefined)
-          this.#kept = pos + chunk.length <= this.#keepLimitBytes ? (this.#kept.push(chunk), this.#kept) : undefined
+        this.#keep(chunk, pos)
         // Readers that are caught up take the chunk from memory while it is being written; the
         // file serves only the bytes below fileBytes, which are on disk.
         this.lastChunk = { pos, buf: chunk }
@@ -105,19 +102,24 @@ export class BodyPump {
   }
 
   /**
-   * Commits the received body to the store as the entry for `record` (replacing `previous`) and
-   * returns it. On failure the temp file is still there: `discard()` it.
+   * Commits the received body to the store as the entry for `record`, answered by the exchange
+   * that `response` timed, replacing `previous`; returns the entry. On failure the temp file is
+   * still there: `discard()` it.
    */
-  async commit(record: ResponseRecord, previous: EntryMeta | undefined): Promise<CachedEntry> {
+  async commit(
+    record: ResponseRecord,
+    response: Pick<UpstreamResponse, 'requestAt' | 'responseAt'>,
+    previous: EntryMeta | undefined,
+  ): Promise<CachedEntry> {
     const meta: EntryMeta = {
       v: 1,
       key: record.key,
       status: record.status,
       statusText: record.statusText,
       headers: record.headers,
-      requestAt: record.requestAt,
-      responseAt: record.responseAt,
-      storedAt: record.responseAt,
+      requestAt: response.requestAt,
+      responseAt: response.responseAt,
+      storedAt: response.responseAt,
       bodyBytes: this.committedBytes,
       bodyFile: this.#store.bodyFileFor(this.#temp, this.committedBytes),
       sha256: this.#digest.digest('hex'),
@@ -130,6 +132,13 @@ export class BodyPump {
   /** Removes the temp file (its handle is closed by the fill once no reader needs it). */
   async discard(): Promise<void> {
     await unlink(this.#temp.path).catch(() => {})
+  }
+
+  /** Keeps the body in memory while it fits the memory tier; once it does not, for good. */
+  #keep(chunk: Buffer, pos: number): void {
+    if (this.#kept === undefined) return
+    if (pos + chunk.length <= this.#keepLimitBytes) this.#kept.push(chunk)
+    else this.#kept = undefined
   }
 
   /**

@@ -3,26 +3,17 @@
 // revalidated), its unconditional repeat when a 304 does not select that entry (RFC 9111 §4.3.4),
 // and the redirects followed within the route.
 
-import type { Route } from '../config.js'
-import type { CachedEntry } from '../cache/entry.js'
 import { getRaw } from '../http/headers.js'
 import { buildConditionalHeaders, isSelectedBy304 } from '../policy/revalidation.js'
 import { discardBody, type UpstreamClient, type UpstreamResponse } from './client.js'
+import type { FillParams } from './fill-params.js'
 import { isRedirect, redirectWithinRoute } from './redirects.js'
 
 /** Redirect hops a fill follows at most (routes with followRedirects). */
 const MAX_REDIRECTS = 5
 
-/** What a fill asks the upstream for (FillParams has these fields). */
-export interface FillRequest {
-  readonly route: Route
-  /** Request target below the route prefix. */
-  readonly relativePath: string
-  /** End-to-end request headers, without conditionals. */
-  readonly headers: Record<string, string>
-  /** The stale entry being revalidated: the first request is made conditional on it. */
-  readonly previous: CachedEntry | undefined
-}
+/** What a fill asks the upstream for. */
+export type FillRequest = Pick<FillParams, 'route' | 'relativePath' | 'headers' | 'previous'>
 
 /**
  * Sends the fill's GET and returns the answer to use: a 304 only when it selects `previous`, and

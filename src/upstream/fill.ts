@@ -12,63 +12,32 @@
 // If the upstream fails mid-body the temp file is deleted and every reader is told, so each
 // client's response ends abnormally (connection closed before the announced length).
 //
-// This file is the state machine; the upstream exchange is in fetch-fill-response.ts, the body
-// and its commit in body-pump.ts, the readers in fill-readers.ts, and the pure decisions (store
-// or not, what a 304 changes) in policy/store-decision.ts and policy/revalidation.ts.
+// This file is the state machine. Its parts: fill-params.ts (what a fill is asked, what it
+// answers), fetch-fill-response.ts (the upstream exchange), early-temp.ts, body-pump.ts (the body
+// and its commit), fill-readers.ts, and the pure decisions in policy/store-decision.ts (store it
+// or not) and policy/revalidation.ts (conditional requests and 304s).
 
-import type { IncomingHttpHeaders } from 'node:http'
-import { unlink, type FileHandle } from 'node:fs/promises'
+import type { FileHandle } from 'node:fs/promises'
 import type { Readable } from 'node:stream'
 import type { Logger } from 'pino'
-import type { CacheRule, Route } from '../config.js'
-import { InternalError, isCachemirError, type CachemirError } from '../errors.js'
-import type { CachedEntry, EntryMeta } from '../cache/entry.js'
+import { InternalError, isCachemirError } from '../errors.js'
+import type { CachedEntry } from '../cache/entry.js'
 import type { TempBody } from '../cache/disk-store.js'
 import type { TieredStore } from '../cache/tiered-store.js'
 import { getRaw, varyNames } from '../http/headers.js'
-import { buildConditionalHeaders, mergeNotModifiedHeaders } from '../policy/revalidation.js'
+import { applyNotModified } from '../policy/revalidation.js'
 import { decideStore, selectStoredHeaders } from '../policy/store-decision.js'
 import { varyRecord, variantKey } from '../proxy/cache-key.js'
 import { BodyPump } from './body-pump.js'
+import { EarlyTemp } from './early-temp.js'
 import { discardBody, type UpstreamClient, type UpstreamResponse } from './client.js'
 import { fetchFillResponse } from './fetch-fill-response.js'
+import type { FillOutcome, FillParams } from './fill-params.js'
 import { FillReaders, type Cursor } from './fill-readers.js'
 import { isRedirect, rewriteLocation } from './redirects.js'
 
 export type { Cursor } from './fill-readers.js'
-
-/** What the upstream's answer turned out to be, known once its headers are in. */
-export type FillOutcome =
-  /** A storable response: read the body with `readAt`/`waitForProgress`. */
-  | { readonly kind: 'stream' }
-  /** 304 to our conditional request: the stored entry was refreshed. */
-  | { readonly kind: 'not-modified'; readonly entry: CachedEntry }
-  /** Not storable: only the initiator may `claimBody()`; other waiters fetch for themselves. */
-  | { readonly kind: 'uncacheable'; readonly response: UpstreamResponse; readonly reason: string }
-  /** No usable answer from any upstream. */
-  | { readonly kind: 'failed'; readonly error: CachemirError }
-
-export interface FillParams {
-  /** The URL's cache key (path and query). */
-  readonly key: string
-  /**
-   * Which fill this is for coalescing: the variant's key when the URL's Vary names are known, the
-   * URL's key otherwise, or a unique key for a request that must not be shared (credentials).
-   */
-  readonly registryKey: string
-  /** The request carried Authorization: stored only when the response allows it (RFC 9111 §3.5). */
-  readonly authorized: boolean
-  readonly route: Route
-  readonly relativePath: string
-  /** End-to-end request headers to send upstream (no conditionals; the fill adds its own). */
-  readonly headers: Record<string, string>
-  /** The initiating client's request headers, for recording Vary values. */
-  readonly requestHeaders: IncomingHttpHeaders
-  readonly requestCacheControl: string | undefined
-  readonly rule: CacheRule | undefined
-  /** The stale entry being revalidated, if any. */
-  readonly previous: CachedEntry | undefined
-}
+export type { FillOutcome, FillParams } from './fill-params.js'
 
 export class Fill {
   readonly key: string
@@ -204,14 +173,13 @@ export class Fill {
     const t0 = Date.now()
     // A miss will most likely be stored: open its temp file while the upstream thinks, so the
     // first byte is not held up by the file system once the answer is in.
-    const early = previous === undefined ? settle(this.#store.createTemp(this.storeKey)) : undefined
-    const earlyKey = this.storeKey
+    const early = previous === undefined ? new EarlyTemp(this.#store, this.storeKey) : undefined
     let response: UpstreamResponse
     try {
       response = await fetchFillResponse(upstream, this.params, this.#abort.signal)
     } catch (err) {
       this.upstreamMs = Date.now() - t0
-      discardTemp(early)
+      early?.discard()
       return this.#finishEarly({
         kind: 'failed',
         error: isCachemirError(err) ? err : new InternalError(`fill failed: GET ${this.key}`, { cause: err }),
@@ -244,13 +212,11 @@ export class Fill {
     )
     this.totalBytes = decision.totalBytes
     // The early temp file is of no use for an answer not stored, or stored under a variant key.
-    const pre = decision.storable && this.storeKey === earlyKey ? early : (discardTemp(early), undefined)
+    const pre = decision.storable && this.storeKey === early?.key ? early : (early?.discard(), undefined)
     if (!decision.storable) return this.#passThrough(response, decision.reason)
     let temp: TempBody
     try {
-      const made = pre === undefined ? undefined : await pre
-      if (made instanceof Error) throw made
-      temp = made ?? (await this.#store.createTemp(this.storeKey))
+      temp = pre === undefined ? await this.#store.createTemp(this.storeKey) : await pre.take()
     } catch (err) {
       this.#log.warn({ err, key: this.key }, 'cannot create cache file; passing through')
       return this.#passThrough(response, 'disk')
@@ -272,12 +238,7 @@ export class Fill {
    * invalidated meanwhile, nor when the store refuses (logged): the client still gets the response.
    */
   async #refresh(previous: CachedEntry, response: UpstreamResponse): Promise<CachedEntry> {
-    const meta: EntryMeta = {
-      ...previous.meta,
-      headers: mergeNotModifiedHeaders(previous.meta.headers, response.headers),
-      requestAt: response.requestAt,
-      responseAt: response.responseAt,
-    }
+    const meta = applyNotModified(previous.meta, response)
     if (this.#invalidated) return { ...previous, meta, freshness: undefined }
     try {
       return await this.#store.refresh(previous, meta)
@@ -311,24 +272,15 @@ export class Fill {
     // Readers can finish their responses now; committing to the store happens behind them.
     this.bodyComplete = true
     this.#readers.notify()
-    if (body.relaying) {
-      this.state = 'complete'
-      this.#finish()
-      return
-    }
+    if (body.relaying) return this.#complete()
     body.dropLastChunk()
     if (this.#invalidated) {
       await body.discard()
-      this.state = 'complete'
-      this.#finish()
-      return
+      return this.#complete()
     }
     try {
       const record = { key: this.storeKey, status: this.status, statusText: this.statusText, headers: this.headers, vary: this.vary }
-      this.entry = await body.commit(
-        { ...record, requestAt: response.requestAt, responseAt: response.responseAt },
-        this.params.previous?.meta,
-      )
+      this.entry = await body.commit(record, response, this.params.previous?.meta)
       await this.#store.setVaryNames(this.key, varyNames(getRaw(this.headers, 'vary')))
       this.stored = true
       // Invalidated while committing: the purge ran before our commit landed; undo it.
@@ -341,6 +293,10 @@ export class Fill {
       this.#log.warn({ err, key: this.key }, 'cache write failed; response served but not stored')
       await body.discard()
     }
+    this.#complete()
+  }
+
+  #complete(): void {
     this.state = 'complete'
     this.#finish()
   }
@@ -364,23 +320,4 @@ export class Fill {
     this.#temp = undefined
     if (temp !== undefined) void temp.fh.close().catch(() => {})
   }
-}
-
-/** Conditional request headers that revalidate a stored response (RFC 9111 §4.3.1). */
-export function conditionalHeaders(meta: EntryMeta): Record<string, string> {
-  return buildConditionalHeaders(meta.headers)
-}
-
-/** A promise that never rejects: its error becomes its value. */
-function settle<T>(promise: Promise<T>): Promise<T | Error> {
-  return promise.catch((err: unknown) => (err instanceof Error ? err : new Error(String(err))))
-}
-
-/** Closes and removes a temp file made in advance and not used. */
-function discardTemp(early: Promise<TempBody | Error> | undefined): void {
-  void early?.then(async (temp) => {
-    if (temp instanceof Error) return
-    await temp.fh.close().catch(() => {})
-    await unlink(temp.path).catch(() => {})
-  })
 }
