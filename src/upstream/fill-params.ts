@@ -33,7 +33,7 @@ export interface FillParams {
 
 /** What the upstream's answer turned out to be, known once its headers are in. */
 export type FillOutcome =
-  /** A storable response: read the body with `readAt`/`waitForProgress`. */
+  /** A storable response: follow its body as it arrives (`committedBytes`, `lastChunk`, `file`, `waitForProgress`). */
   | { readonly kind: 'stream' }
   /** 304 to our conditional request: the stored entry was refreshed. */
   | { readonly kind: 'not-modified'; readonly entry: CachedEntry }
