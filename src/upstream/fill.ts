@@ -19,7 +19,7 @@ import type { Readable } from 'node:stream'
 import type { Logger } from 'pino'
 import type { CacheRule, Route } from '../config.js'
 import { InternalError, isCachemirError, UpstreamBodyError, type CachemirError } from '../errors.js'
-import type { CachedEntry, EntryMeta } from '../cache/entry.js'
+import type { CachedEntry, EntryMeta, EntryMetaDraft } from '../cache/entry.js'
 import type { TempBody } from '../cache/disk-store.js'
 import type { TieredStore } from '../cache/tiered-store.js'
 import { getRaw, stripHopByHop, varyNames, withoutFields } from '../http/headers.js'
@@ -425,7 +425,7 @@ export class Fill {
       return
     }
     try {
-      const meta: EntryMeta = {
+      const meta: EntryMetaDraft = {
         v: 1,
         key: this.storeKey,
         status: this.status,
@@ -435,7 +435,6 @@ export class Fill {
         responseAt: response.responseAt,
         storedAt: response.responseAt,
         bodyBytes: this.committedBytes,
-        bodyFile: this.#store.bodyFileFor(temp, this.committedBytes),
         sha256: digest.digest('hex'),
         vary: this.vary,
       }
