@@ -72,7 +72,7 @@ export function versionOfBodyFile(file: string): BodyVersion | undefined {
   return m === null ? undefined : bodyVersion(m[1] as string, Number(m[2]))
 }
 
-/** What a file in a bucket is, by its name alone (the tests run in this order). */
+/** What a file in a bucket is, by its name alone (checked in this order: a temp name may end like any other). */
 export type FileKind = 'temp' | 'vary' | 'meta' | 'body' | 'other'
 
 export function kindOfFile(name: string): FileKind {
