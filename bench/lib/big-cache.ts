@@ -4,9 +4,8 @@
 import { createHash } from 'node:crypto'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { bodyVersion } from '../../src/cache/disk-index.js'
-import { LAYOUT_DIR } from '../../src/cache/disk-store.js'
-import { encodeMeta, hashKey, type EntryMeta } from '../../src/cache/entry.js'
+import { bodyVersion, hashKey, LAYOUT_DIR } from '../../src/cache/disk-layout.js'
+import { encodeMeta, type EntryMeta } from '../../src/cache/entry.js'
 import { chunkBytes } from './util.js'
 
 /** Route-relative URL of entry `i` (catch-all route `/`, so the key is the request path). */

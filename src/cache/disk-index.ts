@@ -2,24 +2,15 @@
 // In-memory LRU index of what is on disk: hash -> body version, bounded by the disk byte budget.
 
 import { LRUCache } from 'lru-cache'
+import { bytesOfVersion, type BodyVersion } from './disk-layout.js'
+
+// An index slot's value is a body version (see disk-layout.ts). Kept here for the modules outside
+// src/cache that import these from this one.
 
 /** Disk space an entry is charged: body and meta each rounded up to whole 4 KiB blocks. */
 const BLOCK = 4096
 export function chargedBytes(bodyBytes: number): number {
   return Math.ceil(bodyBytes / BLOCK) * BLOCK + BLOCK
-}
-
-/** An index slot's value: `<id>.<bytes>`, the variable part of the body file name. */
-export type BodyVersion = string
-
-export function bodyVersion(id: string, bytes: number): BodyVersion {
-  // join() builds one flat string; a template literal builds a rope of three parts that the
-  // index would keep alive, about 56 bytes more per entry.
-  return [id, bytes].join('.')
-}
-
-export function bytesOfVersion(version: BodyVersion): number {
-  return Number(version.slice(version.indexOf('.') + 1))
 }
 
 /** Marks an index key that is not a packed hash (U+0100 never starts a packed one). */

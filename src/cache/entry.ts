@@ -1,8 +1,11 @@
 // src/cache/entry.ts
-// What one cached response is: its metadata record, how it is keyed, and its on-disk encoding.
+// What one cached response is: its metadata record, and that record's on-disk encoding.
 
 import { createHash } from 'node:crypto'
 import type { Freshness } from '../policy/freshness.js'
+import { hashKey } from './disk-layout.js'
+
+// Kept here for the modules outside src/cache that import it from this one.
 
 /** The stored record of one response, written next to its body as `<hash>.meta`. */
 export interface EntryMeta {
@@ -26,6 +29,27 @@ export interface EntryMeta {
   readonly vary: Readonly<Record<string, string>> | undefined
 }
 
+/** The record of a response being stored: the store names its body file when it commits it. */
+export type EntryMetaDraft = Omit<EntryMeta, 'bodyFile'>
+
+/** The full record of `draft`, whose body is stored as `bodyFile` (fields in EntryMeta's order, as written to disk). */
+export function withBodyFile(draft: EntryMetaDraft, bodyFile: string): EntryMeta {
+  return {
+    v: draft.v,
+    key: draft.key,
+    status: draft.status,
+    statusText: draft.statusText,
+    headers: draft.headers,
+    requestAt: draft.requestAt,
+    responseAt: draft.responseAt,
+    storedAt: draft.storedAt,
+    bodyBytes: draft.bodyBytes,
+    bodyFile,
+    sha256: draft.sha256,
+    vary: draft.vary,
+  }
+}
+
 /** A cache entry as the rest of the program sees it. */
 export interface CachedEntry {
   readonly meta: EntryMeta
@@ -45,29 +69,6 @@ export interface CachedEntry {
 }
 
 const MAGIC = 'cachemir-meta v1 '
-
-/**
- * Recently hashed keys: a hot hit looks its key up in every request, and a sha256 costs more than
- * the rest of the lookup. Bounded by the bytes of the keys, so long URLs cannot grow it.
- */
-const HASHES_MAX_KEY_BYTES = 4 * 1024 * 1024
-let hashes = new Map<string, string>()
-let hashedKeyBytes = 0
-
-export function hashKey(key: string): string {
-  let hash = hashes.get(key)
-  if (hash === undefined) {
-    hash = createHash('sha256').update(key).digest('hex')
-    // A plain map, emptied when full: cheaper per lookup than an LRU, and hot keys return at once.
-    if (hashedKeyBytes > HASHES_MAX_KEY_BYTES) {
-      hashes = new Map()
-      hashedKeyBytes = 0
-    }
-    hashes.set(key, hash)
-    hashedKeyBytes += key.length + 128
-  }
-  return hash
-}
 
 /** Meta file text: a magic line carrying the sha256 of the JSON that follows, so a torn write is detected. */
 export function encodeMeta(meta: EntryMeta): string {

@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto'
 import { unlink } from 'node:fs/promises'
 import type { Logger } from 'pino'
 import { UpstreamBodyError, type CachemirError } from '../errors.js'
-import type { CachedEntry, EntryMeta } from '../cache/entry.js'
+import type { CachedEntry, EntryMeta, EntryMetaDraft } from '../cache/entry.js'
 import type { TempBody } from '../cache/disk-store.js'
 import type { TieredStore } from '../cache/tiered-store.js'
 import { discardBody, toUpstreamError, type UpstreamResponse } from './client.js'
@@ -111,7 +111,7 @@ export class BodyPump {
     response: Pick<UpstreamResponse, 'requestAt' | 'responseAt'>,
     previous: EntryMeta | undefined,
   ): Promise<CachedEntry> {
-    const meta: EntryMeta = {
+    const meta: EntryMetaDraft = {
       v: 1,
       key: record.key,
       status: record.status,
@@ -121,7 +121,6 @@ export class BodyPump {
       responseAt: response.responseAt,
       storedAt: response.responseAt,
       bodyBytes: this.committedBytes,
-      bodyFile: this.#store.bodyFileFor(this.#temp, this.committedBytes),
       sha256: this.#digest.digest('hex'),
       vary: record.vary,
     }

@@ -8,9 +8,9 @@ import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { test } from 'node:test'
 import { pino } from 'pino'
-import { bodyVersion } from '../../src/cache/disk-index.js'
-import { DiskStore, LAYOUT_DIR } from '../../src/cache/disk-store.js'
-import { encodeMeta, hashKey, type EntryMeta } from '../../src/cache/entry.js'
+import { bodyVersion, hashKey, LAYOUT_DIR } from '../../src/cache/disk-layout.js'
+import { DiskStore } from '../../src/cache/disk-store.js'
+import { encodeMeta, type EntryMeta } from '../../src/cache/entry.js'
 import { makeTempDir } from '../helpers/temp-dir.js'
 
 const silent = pino({ enabled: false })

@@ -4,7 +4,8 @@
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
 import { test } from 'node:test'
-import { bodyVersion, bytesOfVersion, chargedBytes, DiskIndex } from '../../src/cache/disk-index.js'
+import { bodyVersion, bytesOfVersion } from '../../src/cache/disk-layout.js'
+import { chargedBytes, DiskIndex } from '../../src/cache/disk-index.js'
 
 const hex = (s: string): string => createHash('sha256').update(s).digest('hex')
 const GiB = 1024 ** 3

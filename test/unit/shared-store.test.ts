@@ -9,8 +9,9 @@ import { createHash } from 'node:crypto'
 import { readdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { pino } from 'pino'
-import { TieredStore, type StoreChange } from '../../src/cache/tiered-store.js'
-import type { EntryMeta } from '../../src/cache/entry.js'
+import { TieredStore } from '../../src/cache/tiered-store.js'
+import type { StoreChange } from '../../src/cache/worker-sync.js'
+import type { EntryMeta, EntryMetaDraft } from '../../src/cache/entry.js'
 import { makeTempDir } from '../helpers/temp-dir.js'
 import { makeBody } from '../helpers/origin.js'
 
@@ -29,7 +30,7 @@ async function put(store: TieredStore, key: string, body: Buffer, previous?: Ent
   const temp = await store.createTemp(key)
   await temp.fh.write(body, 0, body.length, 0)
   const now = Date.now()
-  const meta: EntryMeta = {
+  const meta: EntryMetaDraft = {
     v: 1,
     key,
     status: 200,
@@ -39,13 +40,12 @@ async function put(store: TieredStore, key: string, body: Buffer, previous?: Ent
     responseAt: now,
     storedAt: now,
     bodyBytes: body.length,
-    bodyFile: store.bodyFileFor(temp, body.length),
     sha256: createHash('sha256').update(body).digest('hex'),
     vary: undefined,
   }
-  await store.commit(temp, meta, previous, undefined)
+  const stored = await store.commit(temp, meta, previous, undefined)
   await temp.fh.close()
-  return meta
+  return stored.meta
 }
 
 test('while another worker purges a URL, its Vary record is not read until the purge is done', async (t) => {
