@@ -12,7 +12,21 @@ export const CLI = join(ROOT, 'dist', 'src', 'cli.js')
 export const SERVER_CHILD = join(HERE, 'server-child.js')
 export const LOAD_CHILD = join(HERE, 'load-child.js')
 
-export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
+/** Resolves after `ms`, or at once when `signal` aborts (it never rejects). */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted === true) return resolve()
+    const onAbort = (): void => {
+      clearTimeout(timer)
+      resolve()
+    }
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort)
+      resolve()
+    }, ms)
+    signal?.addEventListener('abort', onAbort, { once: true })
+  })
+}
 
 /** A free loopback port: listen on :0, read the port, close. */
 export function freePort(): Promise<number> {
