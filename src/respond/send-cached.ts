@@ -9,7 +9,7 @@ import { pipeline } from 'node:stream/promises'
 import type { CachedEntry } from '../cache/entry.js'
 import type { TieredStore } from '../cache/tiered-store.js'
 import { getRaw, headerValue } from '../http/headers.js'
-import { isNotModified, NOT_MODIFIED_FIELDS } from './conditional.js'
+import { sendIfNotModified } from './conditional.js'
 import { evaluateRange, type ByteRange } from './range.js'
 import { buildFullHead, buildHead, writeHead } from './head.js'
 import { BodyVerifier } from './body-verifier.js'
@@ -70,13 +70,7 @@ async function sendEntry(
   const head = (extra: Omit<Parameters<typeof buildHead>[1], 'cacheStatus' | 'ageSeconds'>): string[] =>
     buildHead(meta.headers, { ...extra, ageSeconds: o.ageSeconds, cacheStatus: o.cacheStatus })
 
-  if (meta.status === 200) {
-    if (isNotModified(headerValue(req.headers['if-none-match']), headerValue(req.headers['if-modified-since']), meta.headers)) {
-      writeHead(res, 304, '', head({ keep: NOT_MODIFIED_FIELDS }))
-      res.end()
-      return 'sent'
-    }
-  }
+  if (meta.status === 200 && sendIfNotModified(req, res, meta.headers, o)) return 'sent'
   const isHead = req.method === 'HEAD'
   const decision =
     meta.status === 200

@@ -8,12 +8,11 @@ import { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import type { CachedEntry } from '../cache/entry.js'
 import type { TieredStore } from '../cache/tiered-store.js'
-import { headerValue } from '../http/headers.js'
 import { transformedHeaders, type BodyTransform } from './body-transform.js'
 import { BodyVerifier } from './body-verifier.js'
-import { isNotModified, NOT_MODIFIED_FIELDS } from './conditional.js'
 import { buildHead, writeHead } from './head.js'
 import { READ_HIGH_WATER_MARK } from './read-sizes.js'
+import { sendIfNotModified } from './conditional.js'
 import type { SendCachedOptions } from './send-cached.js'
 
 /** Like sendCached for a 200 whose body the route transforms; 'gone' when the body file is missing or corrupt. */
@@ -27,11 +26,7 @@ export async function sendTransformedEntry(
 ): Promise<'sent' | 'gone'> {
   const meta = entry.meta
   const headers = transformedHeaders(meta.headers, transform)
-  if (isNotModified(headerValue(req.headers['if-none-match']), headerValue(req.headers['if-modified-since']), headers)) {
-    writeHead(res, 304, '', buildHead(headers, { ageSeconds: o.ageSeconds, cacheStatus: o.cacheStatus, keep: NOT_MODIFIED_FIELDS }))
-    res.end()
-    return 'sent'
-  }
+  if (sendIfNotModified(req, res, headers, o)) return 'sent'
   let fh: FileHandle | undefined
   if (req.method !== 'HEAD' && entry.body === undefined) {
     fh = await store.openBody(entry)
