@@ -4,6 +4,8 @@
 // Exit codes: 0 clean stop (including SIGTERM/SIGINT), 1 runtime failure, 2 bad configuration or usage.
 
 import yargs from 'yargs'
+import { formatProfiles } from './commands/profiles.js'
+import { PROFILES } from './profiles/profiles.js'
 import { hideBin } from 'yargs/helpers'
 import type { Logger } from 'pino'
 import { resolveConfig, ENV_VARS, type ConfigInput } from './config.js'
@@ -120,7 +122,15 @@ await yargs(hideBin(process.argv))
           type: 'string',
           describe: `Server processes sharing the port and the cache, 1-64 or auto (default 1) ${envNote('workers')}`,
         })
-        .option('name', { type: 'string', describe: `This node's name in Cache-Status (default cachemir) ${envNote('name')}` }),
+        .option('name', { type: 'string', describe: `This node's name in Cache-Status (default cachemir) ${envNote('name')}` })
+        .option('profile', {
+          type: 'string',
+          describe: `Ecosystem profile of the --upstream route: ${[...PROFILES.keys()].join(', ')} ${envNote('profile')}`,
+        })
+        .option('public-url', {
+          type: 'string',
+          describe: `The mirror's base URL in rewritten metadata (default: the scheme and Host the client used) ${envNote('publicUrl')}`,
+        }),
     (argv) =>
       serve({
         upstream: argv.upstream,
@@ -138,7 +148,15 @@ await yargs(hideBin(process.argv))
         idleTimeout: argv['idle-timeout'],
         workers: argv.workers,
         name: argv.name,
+        profile: argv.profile,
+        publicUrl: argv['public-url'],
       }),
+  )
+  .command(
+    'profiles',
+    'List the ecosystem profiles and their cache rules',
+    (y) => y,
+    () => console.log(formatProfiles()),
   )
   .strict()
   .help()

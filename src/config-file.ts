@@ -12,6 +12,8 @@ import {
   checkTimeouts,
   checkWorkers,
   checkName,
+  checkProfile,
+  checkPublicUrl,
   checkDir,
   checkKeys,
   checkListen,
@@ -41,8 +43,10 @@ const TOP_KEYS = [
   'timeouts',
   'workers',
   'name',
+  'profile',
+  'publicUrl',
 ]
-const ROUTE_KEYS = ['prefix', 'upstreams', 'rules', 'timeouts', 'followRedirects']
+const ROUTE_KEYS = ['prefix', 'upstreams', 'rules', 'timeouts', 'followRedirects', 'profile']
 const RULE_KEYS = ['match', 'cache', 'ttl', 'storeSetCookie']
 const RULE_EXAMPLE = String.raw`{"match": "\\.deb$", "cache": "immutable"}`
 
@@ -64,6 +68,8 @@ export interface FileSettings {
   timeouts?: TimeoutOverrides | undefined
   workers?: number | undefined
   name?: string | undefined
+  profile?: string | undefined
+  publicUrl?: string | undefined
   upstreams?: { readonly field: string; readonly urls: readonly URL[] | undefined } | undefined
   readonly routes: RouteSpec[]
   /** How many entries the file's `routes` array has, valid or not. */
@@ -113,6 +119,8 @@ export function readConfigFile(source: Given, problems: string[]): FileSettings 
   if (has('timeouts')) settings.timeouts = checkTimeouts(at('timeouts'), problems)
   if (has('workers')) settings.workers = checkWorkers(at('workers'), problems)
   if (has('name')) settings.name = checkName(at('name'), problems)
+  if (has('profile')) settings.profile = checkProfile(at('profile'), problems)
+  if (has('publicUrl')) settings.publicUrl = checkPublicUrl(at('publicUrl'), problems)
   if (has('upstreams')) {
     const upstreams = at('upstreams')
     settings.upstreams = { field: upstreams.field, urls: checkUpstreamArray(upstreams, problems) }
@@ -166,9 +174,12 @@ export function checkRoute(given: Given, prefixes: Map<string, string>, problems
     value['followRedirects'] === undefined
       ? false
       : checkBoolean({ field: `${field}.followRedirects`, value: value['followRedirects'] }, problems)
+  const profile =
+    value['profile'] === undefined ? undefined : checkProfile({ field: `${field}.profile`, value: value['profile'] }, problems)
+  if (value['profile'] !== undefined && profile === undefined) return undefined
   if (prefix === undefined || upstreams === undefined || !rulesOk || timeoutOverrides === undefined || followRedirects === undefined)
     return undefined
-  return { prefix, upstreams, rules: Object.freeze(rules), timeoutOverrides, followRedirects }
+  return { prefix, upstreams, rules: Object.freeze(rules), timeoutOverrides, followRedirects, profile }
 }
 
 export function checkRule(given: Given, problems: string[]): CacheRule | undefined {

@@ -21,6 +21,8 @@ export interface CacheRule {
   readonly ttlMs: number | undefined
   /** Store responses carrying Set-Cookie when they are explicitly fresh (default false: never). */
   readonly storeSetCookie?: boolean
+  /** Where the rule comes from, for `cachemir profiles` and logs: a profile's reason for it. */
+  readonly why?: string
 }
 
 /** Limits on one upstream exchange. */
@@ -46,6 +48,8 @@ export interface Route {
   readonly timeouts: Timeouts
   /** Follow upstream redirects that stay within this route's upstreams, storing the target under the requested key. */
   readonly followRedirects: boolean
+  /** The ecosystem profile (debian, alpine, npm, pypi, static) whose rules follow the route's own. */
+  readonly profile: string | undefined
 }
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
@@ -75,4 +79,9 @@ export interface Config {
   readonly workers: number
   /** This node's name in the Cache-Status it writes (an RFC 8941 token). */
   readonly name: string
+  /**
+   * The mirror's public base URL (`--public-url`), used where served metadata points at the
+   * mirror; undefined: the scheme and Host the client used.
+   */
+  readonly publicUrl: string | undefined
 }

@@ -8,6 +8,7 @@ import os from 'node:os'
 import path from 'node:path'
 import type { LogLevel, TimeoutOverrides } from './config-types.js'
 import { parseDuration, parseSize } from './util/units.js'
+import { PROFILES } from './profiles/profiles.js'
 
 /** Where the mirror listens when only a port is given. */
 export const DEFAULT_HOST = '127.0.0.1'
@@ -208,6 +209,34 @@ export function checkName({ field, value }: Given, problems: string[]): string |
     return undefined
   }
   return value.trim()
+}
+
+/** The name of one of src/profiles/. */
+export function checkProfile({ field, value }: Given, problems: string[]): string | undefined {
+  if (typeof value === 'string' && PROFILES.has(value.trim())) return value.trim()
+  problems.push(`${field}: expected one of ${[...PROFILES.keys()].join(', ')}, got ${show(value)}`)
+  return undefined
+}
+
+/** An http(s) base URL without query or fragment, kept without its trailing slash: `https://mirror.example.org`. */
+export function checkPublicUrl({ field, value }: Given, problems: string[]): string | undefined {
+  let url: URL | undefined
+  try {
+    url = typeof value === 'string' ? new URL(value.trim()) : undefined
+  } catch {
+    url = undefined
+  }
+  if (
+    url === undefined ||
+    (url.protocol !== 'http:' && url.protocol !== 'https:') ||
+    url.search !== '' ||
+    url.hash !== '' ||
+    url.username !== ''
+  ) {
+    problems.push(`${field}: expected the mirror's public base URL like "http://mirror.example.org:8080", got ${show(value)}`)
+    return undefined
+  }
+  return url.href.replace(/\/+$/, '')
 }
 
 /** A readable file's text (PEM bundles). */

@@ -4,6 +4,7 @@
 import os from 'node:os'
 import path from 'node:path'
 import { ConfigError } from './errors.js'
+import { profileNamed } from './profiles/profiles.js'
 import type { Config, Timeouts } from './config-types.js'
 import { readConfigFile, type FileSettings, type RouteSpec } from './config-file.js'
 import {
@@ -13,6 +14,8 @@ import {
   checkListen,
   checkLogLevel,
   checkName,
+  checkProfile,
+  checkPublicUrl,
   checkReadableFile,
   checkSize,
   checkUpstreams,
@@ -52,6 +55,7 @@ export const DEFAULTS: Readonly<Omit<Config, 'routes'>> = Object.freeze({
   maxMemoryBytes: 256 * 1024 ** 2,
   logLevel: 'info',
   name: 'cachemir',
+  publicUrl: undefined,
 })
 
 /** Raw command-line values as yargs hands them over; resolveConfig() validates all of them. */
@@ -84,6 +88,10 @@ export interface ConfigInput {
   workers?: string | number | undefined
   /** `--name`: this node's name in Cache-Status. */
   name?: string | undefined
+  /** `--profile`: the ecosystem profile of the catch-all route. */
+  profile?: string | undefined
+  /** `--public-url`: the mirror's base URL as clients reach it. */
+  publicUrl?: string | undefined
 }
 
 /** The environment variable behind each setting; each is overridden by its flag. */
@@ -103,6 +111,8 @@ export const ENV_VARS = Object.freeze({
   idleTimeout: 'CACHEMIR_IDLE_TIMEOUT',
   workers: 'CACHEMIR_WORKERS',
   name: 'CACHEMIR_NAME',
+  profile: 'CACHEMIR_PROFILE',
+  publicUrl: 'CACHEMIR_PUBLIC_URL',
 } as const satisfies Record<keyof ConfigInput, string>)
 
 const FLAGS = {
@@ -121,6 +131,8 @@ const FLAGS = {
   idleTimeout: '--idle-timeout',
   workers: '--workers',
   name: '--name',
+  profile: '--profile',
+  publicUrl: '--public-url',
 } as const satisfies Record<keyof ConfigInput, string>
 
 /** The settings that take a single string (everything but the repeatable --upstream). */
@@ -163,19 +175,32 @@ export function resolveConfig(args: ConfigInput, env: Record<string, string | un
   const ca = pick('caFile', file?.ca, (g) => checkReadableFile(g, process.cwd(), problems))
   const workers = pick('workers', file?.workers, (g) => checkWorkers(g, problems))
   const name = pick('name', file?.name, (g) => checkName(g, problems))
+  const publicUrl = pick('publicUrl', file?.publicUrl, (g) => checkPublicUrl(g, problems))
+  const profileSource = given('profile')
+  const catchAllProfile = profileSource === undefined ? file?.profile : checkProfile(profileSource, problems)
   const timeouts: Timeouts = {
     connectMs: pick('connectTimeout', file?.timeouts?.connectMs, (g) => checkDuration(g, '10s', problems)) ?? DEFAULTS.timeouts.connectMs,
     headersMs: pick('headersTimeout', file?.timeouts?.headersMs, (g) => checkDuration(g, '30s', problems)) ?? DEFAULTS.timeouts.headersMs,
     bodyIdleMs: pick('idleTimeout', file?.timeouts?.bodyIdleMs, (g) => checkDuration(g, '60s', problems)) ?? DEFAULTS.timeouts.bodyIdleMs,
   }
   // An unreadable file has already been reported; what routes it meant to declare is unknown.
-  const routes = buildRoutes(args, env, file, configFile !== undefined && file === undefined, problems).map((spec) =>
+  const specs = buildRoutes(args, env, file, configFile !== undefined && file === undefined, problems)
+  if (catchAllProfile !== undefined) {
+    const catchAll = specs.findIndex((spec) => spec.prefix === '/')
+    const field = profileSource?.field ?? `${String(configFile?.value)}: profile`
+    if (catchAll < 0)
+      problems.push(`${field}: applies to the catch-all route /, which has no upstreams (give --upstream, or a profile per route)`)
+    else specs[catchAll] = { ...(specs[catchAll] as RouteSpec), profile: catchAllProfile }
+  }
+  const routes = specs.map((spec) =>
     Object.freeze({
       prefix: spec.prefix,
       upstreams: spec.upstreams,
-      rules: spec.rules,
+      // The route's own rules first, then its profile's.
+      rules: Object.freeze([...spec.rules, ...(profileNamed(spec.profile)?.rules ?? [])]),
       followRedirects: spec.followRedirects,
       timeouts: Object.freeze({ ...timeouts, ...spec.timeoutOverrides }),
+      profile: spec.profile,
     }),
   )
 
@@ -194,6 +219,7 @@ export function resolveConfig(args: ConfigInput, env: Record<string, string | un
     timeouts: Object.freeze(timeouts),
     workers: workers ?? DEFAULTS.workers,
     name: name ?? DEFAULTS.name,
+    publicUrl,
   })
 }
 
@@ -226,7 +252,14 @@ function buildRoutes(
   if (catchAll !== undefined && rootRoute !== undefined) {
     problems.push(`${catchAll.field}: upstreams given twice for prefix / (also ${rootRoute})`)
   } else if (catchAll?.urls !== undefined) {
-    routes.push({ prefix: '/', upstreams: catchAll.urls, rules: Object.freeze([]), followRedirects: false, timeoutOverrides: {} })
+    routes.push({
+      prefix: '/',
+      upstreams: catchAll.urls,
+      rules: Object.freeze([]),
+      followRedirects: false,
+      timeoutOverrides: {},
+      profile: undefined,
+    })
   } else if (catchAll === undefined && (file?.declaredRoutes ?? 0) === 0 && !fileFailed) {
     problems.push(`${FLAGS.upstream}: at least one upstream is required (or a config file with routes)`)
   }

@@ -20,6 +20,7 @@ import { checkTransform, type BodyTransform } from './respond/body-transform.js'
 import { CacheStatusWriter, type CacheOutcome } from './respond/cache-status.js'
 import { AdminRouter, isAdminPath } from './admin/router.js'
 import { healthEndpoint } from './admin/health.js'
+import { urlRewriteFor } from './profiles/rewrite-urls.js'
 import type { Peers } from './cluster/peers.js'
 import { logCompleted } from './log.js'
 
@@ -234,12 +235,18 @@ class RequestContext implements Exchange {
 
 /** The transforms given for configured routes, each checked; a prefix without a route is a mistake. */
 function checkedTransforms(config: Config, given: ReadonlyMap<string, BodyTransform> | undefined): ReadonlyMap<string, BodyTransform> {
-  if (given === undefined) return new Map()
+  const transforms = new Map<string, BodyTransform>()
+  // Profiles whose metadata points at the upstreams (npm, PyPI) rewrite it to point at the mirror.
+  for (const route of config.routes) {
+    const rewrite = urlRewriteFor(route, config.routes)
+    if (rewrite !== undefined) transforms.set(route.prefix, rewrite)
+  }
+  if (given === undefined) return transforms
   for (const [prefix, transform] of given) {
     if (!config.routes.some((r) => r.prefix === prefix)) throw new ConfigError([`transforms: no route has the prefix ${prefix}`])
-    checkTransform(transform)
+    transforms.set(prefix, checkTransform(transform))
   }
-  return given
+  return transforms
 }
 
 /** Answers a connection node:http has handed over (CONNECT, refused upgrades) and closes it fully. */

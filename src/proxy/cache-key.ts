@@ -4,11 +4,29 @@
 // headers the response named in Vary. The cache itself never reads a request.
 
 import type { IncomingHttpHeaders } from 'node:http'
+import type { Route } from '../config-types.js'
 import { headerValue } from '../http/headers.js'
+import { profileNamed } from '../profiles/profiles.js'
 
 /** The cache key of a request target: its path and query, as sent (the route has checked them). */
 export function urlKey(path: string, query: string): string {
   return path + query
+}
+
+/**
+ * The key of the representation the request selects on a profile route whose upstream negotiates
+ * by a header it may not declare in Vary (npm's abbreviated documents, PyPI's JSON pages): the URL
+ * key plus the profile's token. Other routes, and other paths, keep the URL key.
+ */
+export function representationKey(route: Route, relativePath: string, key: string, headers: IncomingHttpHeaders): string {
+  const variant = route.profile === undefined ? undefined : profileNamed(route.profile)?.variantOf?.(relativePath, headers)
+  return variant === undefined ? key : `${key}\u0000${variant}`
+}
+
+/** Every key a URL's responses may be stored under before Vary: the URL key and each representation key. */
+export function representationKeys(route: Route, key: string): string[] {
+  const variants = route.profile === undefined ? undefined : profileNamed(route.profile)?.variants
+  return variants === undefined ? [key] : [key, ...variants.map((v) => `${key}\u0000${v}`)]
 }
 
 /** A request header's value as Vary compares it: members trimmed, whitespace folded, '' when absent. */

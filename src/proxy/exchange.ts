@@ -1,12 +1,14 @@
 // src/proxy/exchange.ts
 // What every step of the request flow is handed: the request's Exchange and the mirror's Deps.
 
+import { createHash } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Logger } from 'pino'
 import type { Config } from '../config.js'
 import type { TieredStore } from '../cache/tiered-store.js'
 import type { Peers } from '../cluster/peers.js'
-import type { BodyTransform } from '../respond/body-transform.js'
+import { bindTransform, type BodyTransform, type ServedTransform } from '../respond/body-transform.js'
+import { publicBase } from './public-base.js'
 import type { CacheOutcome, CacheStatusWriter } from '../respond/cache-status.js'
 import type { FillRegistry } from '../upstream/fill-registry.js'
 import type { UpstreamClient } from '../upstream/client.js'
@@ -39,9 +41,12 @@ export interface Exchange {
   upstreamMs: number | undefined
 }
 
-/** The route's body transform, if it has one. */
-export function routeTransform(deps: Deps, routed: Routed): BodyTransform | undefined {
-  return deps.transforms.size === 0 ? undefined : deps.transforms.get(routed.route.prefix)
+/** The route's body transform bound to this request (its base URL), if the route has one. */
+export function routeTransform(deps: Deps, routed: Routed, req: IncomingMessage): ServedTransform | undefined {
+  const transform = deps.transforms.size === 0 ? undefined : deps.transforms.get(routed.route.prefix)
+  if (transform === undefined) return undefined
+  const base = publicBase(deps.config, req)
+  return bindTransform(transform, { base }, () => createHash('sha256').update(base).digest('hex').slice(0, 8))
 }
 
 /** Why a request went upstream, in the Cache-Status words. */

@@ -12,7 +12,7 @@ export async function fetchOwn(x: Exchange, deps: Deps, routed: Routed, fwd: Fwd
   const cacheStatus = deps.cacheStatus.format(x.outcome)
   const t0 = Date.now()
   try {
-    await fetchPrivately(x.req, x.res, routed, deps.upstream, cacheStatus, routeTransform(deps, routed))
+    await fetchPrivately(x.req, x.res, routed, deps.upstream, cacheStatus, routeTransform(deps, routed, x.req))
   } catch (err) {
     sendFailure(x.res, err, cacheStatus)
   } finally {

@@ -47,7 +47,7 @@ export async function fillAndSend(
         // disk budget or meets a full disk is not stored after all (see docs/http-caching.md).
         x.outcome = { fwd, stored: true, collapsed: joined, ...(previous !== undefined ? { fwdStatus: fill.status } : {}) }
         const cacheStatus = deps.cacheStatus.format(x.outcome)
-        if ((await sendFill(req, res, fill, cursor, cacheStatus, routeTransform(deps, routed))) === 'sent') return
+        if ((await sendFill(req, res, fill, cursor, cacheStatus, routeTransform(deps, routed, x.req))) === 'sent') return
         // Several ranges or an unknown length: wait for the whole object, then answer from cache.
         fill.detach(cursor)
         return await sendWhenStored(x, deps, fill, routed, rule)
@@ -81,7 +81,7 @@ export async function fillAndSend(
           res,
           response,
           deps.cacheStatus.format(x.outcome),
-          routeTransform(deps, routed),
+          routeTransform(deps, routed, x.req),
           routed.relativePath,
         )
       }

@@ -2,12 +2,14 @@
 // The orchestrator, readable as a flowchart:
 // route -> (other method: pass on) -> lookup -> usable: send | stale or miss: fill -> send.
 
+import type { IncomingHttpHeaders } from 'node:http'
 import type { CacheRule } from '../config.js'
 import { headerValue } from '../http/headers.js'
 import { currentAgeMs, matchRule, ttlSeconds } from '../policy/freshness.js'
 import { decideUse, parseRequestDirectives, type RequestDirectives } from '../policy/request-directives.js'
 import { sendCached } from '../respond/send-cached.js'
 import { sendError, sendFailure } from '../respond/send-error.js'
+import { representationKey } from './cache-key.js'
 import { routeTransform, type Deps, type Exchange, type Fwd } from './exchange.js'
 import { fetchOwn } from './fetch-own.js'
 import { fillAndSend, revalidateInBackground } from './fill-and-send.js'
@@ -25,18 +27,20 @@ export type { Deps, Exchange } from './exchange.js'
  * undefined: no promise, no microtask); everything else returns the promise of its async path.
  */
 export function handle(x: Exchange, deps: Deps): Promise<void> | undefined {
-  const routed = routeRequest(deps.config.routes, x.req.url ?? '')
+  const target = routeRequest(deps.config.routes, x.req.url ?? '')
   // Outside every route, or an unsafe path: refuse (never an open proxy).
-  if ('error' in routed) return void sendFailure(x.res, routed.error, deps.cacheStatus.format({}))
+  if ('error' in target) return void sendFailure(x.res, target.error, deps.cacheStatus.format({}))
 
   // Other methods and bodies: pass on; a successful unsafe method invalidates the URL.
   const method = x.req.method ?? 'GET'
   const offline = deps.config.offline
   if (method !== 'GET' && method !== 'HEAD') {
-    if (!offline) return passOn(x, deps, routed, method)
+    if (!offline) return passOn(x, deps, target, method)
     const cacheStatus = deps.cacheStatus.format({ fwd: 'method', detail: 'offline' })
     return void sendError(x.res, 503, 'offline: only cached GET and HEAD are served', cacheStatus)
   }
+  // A profile route keeps the representations its Accept negotiates apart (npm, PyPI).
+  const routed = target.route.profile === undefined ? target : withRepresentation(target, x.req.headers)
   // Offline: whatever the cache holds, stale included unless the response forbade it; else 504.
   if (offline) return sendOffline(x, deps, routed)
 
@@ -61,7 +65,7 @@ export function handle(x: Exchange, deps: Deps): Promise<void> | undefined {
       // From memory nothing can be 'gone'; ranges, conditionals and transforms return a promise.
       const ageSeconds = Math.floor(currentAgeMs(freshness, hot.entry.meta.responseAt, now) / 1000)
       const cacheStatus = deps.cacheStatus.hit(ttl)
-      const transform = routeTransform(deps, routed)
+      const transform = routeTransform(deps, routed, x.req)
       const options =
         transform === undefined ? { cacheStatus, ageSeconds } : { cacheStatus, ageSeconds, transform, relativePath: routed.relativePath }
       const sent = sendCached(x.req, x.res, hot.entry, deps.store, options)
@@ -105,6 +109,11 @@ async function handleStored(x: Exchange, deps: Deps, routed: Routed, rule: Cache
   // runs in the URL's owner, so there is still one per key across all workers.
   if ((await askOwner(x, deps, routed)) === 'answered') return
   return fillAndSend(x, deps, routed, rule, entry, fwd, storeKey)
+}
+
+function withRepresentation(routed: Routed, headers: IncomingHttpHeaders): Routed {
+  const key = representationKey(routed.route, routed.relativePath, routed.key, headers)
+  return key === routed.key ? routed : { ...routed, key }
 }
 
 export type { Routed }

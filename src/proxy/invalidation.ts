@@ -7,6 +7,7 @@ import type { Route } from '../config.js'
 import { headerValue } from '../http/headers.js'
 import { resolveReference, routeRequest, targetWithinRoute, type Routed } from './route.js'
 import { upstreamUrl } from './pass-through.js'
+import { representationKeys } from './cache-key.js'
 
 /**
  * The target's key, plus the mirror keys of Location / Content-Location values that point into
@@ -26,5 +27,6 @@ export function invalidatedKeys(routes: readonly Route[], routed: Routed, header
     const again = routeRequest(routes, routed.route.prefix + target)
     if (!('status' in again) && again.route === routed.route) keys.add(again.key)
   }
-  return [...keys]
+  // Each representation a profile keeps apart goes too.
+  return [...keys].flatMap((key) => representationKeys(routed.route, key))
 }

@@ -16,7 +16,8 @@ import type { CacheStatusWriter } from '../respond/cache-status.js'
 import { stripHopByHop } from '../http/headers.js'
 import { buildHead, writeHead } from '../respond/head.js'
 import { privateHeaders } from './forward-headers.js'
-import { transformedHeaders, transformFor, type BodyTransform } from '../respond/body-transform.js'
+import { transformedHeaders, transformFor, type ServedTransform } from '../respond/body-transform.js'
+import { headerValue } from '../http/headers.js'
 
 export class PassThrough {
   readonly #proxy: ProxyServer
@@ -120,7 +121,7 @@ export async function fetchPrivately(
   routed: Routed,
   upstream: UpstreamClient,
   cacheStatus: string,
-  transform?: BodyTransform,
+  transform?: ServedTransform,
 ): Promise<UpstreamResponse> {
   const response = await upstream.request(routed.route, {
     method: req.method === 'HEAD' ? 'HEAD' : 'GET',
@@ -138,11 +139,11 @@ export async function streamResponse(
   res: ServerResponse,
   response: UpstreamResponse,
   cacheStatus: string,
-  routeTransform?: BodyTransform,
+  routeTransform?: ServedTransform,
   relativePath = '',
 ): Promise<void> {
   const stripped = stripHopByHop(response.headers)
-  const transform = transformFor(routeTransform, response.status, relativePath, stripped)
+  const transform = transformFor(routeTransform, response.status, relativePath, stripped, headerValue(req.headers['accept-encoding']))
   const headers = transform === undefined ? stripped : transformedHeaders(stripped, transform)
   writeHead(res, response.status, response.statusText, buildHead(headers, { cacheStatus }))
   if (req.method === 'HEAD') {

@@ -17,7 +17,7 @@ export function sendStored(
   cacheStatus = deps.cacheStatus.format(x.outcome),
 ): 'sent' | Promise<'sent' | 'gone'> {
   const ageSeconds = Math.floor(currentAgeMs(freshness, entry.meta.responseAt, deps.now()) / 1000)
-  const transform = routeTransform(deps, routed)
+  const transform = routeTransform(deps, routed, x.req)
   const options =
     transform === undefined ? { cacheStatus, ageSeconds } : { cacheStatus, ageSeconds, transform, relativePath: routed.relativePath }
   return sendCached(x.req, x.res, entry, deps.store, options)

@@ -10,11 +10,18 @@
 //   made with the derived tag still get 304 from the cache;
 // - ignores Range and If-Range (RFC 9110 §14.2 lets a server send the whole representation) and
 //   drops Accept-Ranges and the digests of the original bytes;
-// - is only made from an identity-coded body: a body with a Content-Encoding passes untouched,
-//   since the transform would see compressed bytes.
+// - from a gzip, deflate or br body: is decoded for the transform, and encoded again the same way
+//   when the client accepts that coding, else sent as identity (the ETag then says so too).
 
-import type { Transform } from 'node:stream'
-import { getRaw, type RawHeaders } from '../http/headers.js'
+import { Duplex, pipeline, type Transform } from 'node:stream'
+import { createBrotliCompress, createBrotliDecompress, createGunzip, createGzip, createInflate, createDeflate } from 'node:zlib'
+import { getRaw, splitList, type RawHeaders } from '../http/headers.js'
+
+/** What one response's transform may depend on besides the body. */
+export interface TransformContext {
+  /** The mirror's base URL as this client reaches it, without a trailing slash: `http://mirror:8080`. */
+  readonly base: string
+}
 
 /** What a route does to the bodies it serves. Routes without one serve the stored bytes unchanged. */
 export interface BodyTransform {
@@ -26,8 +33,31 @@ export interface BodyTransform {
   /** Whether a 200 response for this target, with these stored headers, is transformed at all. */
   applies(relativePath: string, headers: RawHeaders): boolean
   /** A new stream for one response body. It must not keep references to chunks it has passed on. */
+  create(context: TransformContext): Transform
+  /** The output depends on `context.base`: the derived ETag then names the base too. */
+  readonly usesBase?: boolean
+}
+
+/** A transform bound to one request's context: what the senders use. */
+export interface ServedTransform {
+  /** The derived-ETag name, including what of the context the output depends on. */
+  readonly name: string
+  applies(relativePath: string, headers: RawHeaders): boolean
   create(): Transform
 }
+
+/** A transform as it applies to one stored response: codings decided, headers derivable. */
+export interface AppliedTransform {
+  /** `name`, plus `.identity` when a coded body is sent decoded. */
+  readonly name: string
+  /** The stored body's coding, undefined for identity. */
+  readonly source: Coding | undefined
+  /** The coding sent, undefined for identity. */
+  readonly output: Coding | undefined
+  create(): Duplex
+}
+
+type Coding = 'gzip' | 'deflate' | 'br'
 
 const NAME = /^[a-z0-9-]+$/
 
@@ -40,43 +70,68 @@ export function checkTransform(transform: BodyTransform): BodyTransform {
   return transform
 }
 
+/** `transform` for one request: its context bound, its name naming the base when the output uses it. */
+export function bindTransform(transform: BodyTransform, context: TransformContext, baseTag: () => string): ServedTransform {
+  return {
+    name: transform.usesBase === true ? `${transform.name}.${baseTag()}` : transform.name,
+    applies: (relativePath, headers) => transform.applies(relativePath, headers),
+    create: () => transform.create(context),
+  }
+}
+
 /**
  * The transform that applies to this response, or undefined: no transform for the route, another
- * status than 200, a coded body, or a target the transform leaves alone.
+ * status than 200, a coding the mirror cannot decode, or a target the transform leaves alone.
+ * `acceptEncoding` is the client's, deciding whether a coded body is encoded again.
  */
 export function transformFor(
-  transform: BodyTransform | undefined,
+  transform: ServedTransform | undefined,
   status: number,
   relativePath: string,
   headers: RawHeaders,
-): BodyTransform | undefined {
+  acceptEncoding: string | undefined,
+): AppliedTransform | undefined {
   if (transform === undefined || status !== 200) return undefined
-  const coding = getRaw(headers, 'content-encoding')
-  if (coding !== undefined && coding.trim().toLowerCase() !== 'identity') return undefined
-  return transform.applies(relativePath, headers) ? transform : undefined
+  const coding = codingOf(getRaw(headers, 'content-encoding'))
+  if (coding === null || !transform.applies(relativePath, headers)) return undefined
+  if (coding === undefined) return { name: transform.name, source: undefined, output: undefined, create: () => transform.create() }
+  const output = accepts(acceptEncoding, coding) ? coding : undefined
+  return {
+    name: output === undefined ? `${transform.name}.identity` : transform.name,
+    source: coding,
+    output,
+    create: () =>
+      chain(output === undefined ? [decoder(coding), transform.create()] : [decoder(coding), transform.create(), encoder(coding)]),
+  }
 }
 
-/** Derived header blocks, once per stored block and transform (stored blocks are never modified). */
+/** Derived header blocks, once per stored block and applied transform (stored blocks are never modified). */
 const derived = new WeakMap<RawHeaders, Map<string, readonly string[]>>()
 
 /** The stored header block as the transformed response carries it (see the file comment). */
-export function transformedHeaders(stored: RawHeaders, transform: BodyTransform): readonly string[] {
+export function transformedHeaders(stored: RawHeaders, applied: AppliedTransform): readonly string[] {
   let byName = derived.get(stored)
   if (byName === undefined) {
     byName = new Map()
     derived.set(stored, byName)
   }
-  let out = byName.get(transform.name)
+  let out = byName.get(applied.name)
   if (out === undefined) {
     const next: string[] = []
+    let varyNamesCoding = false
     for (let i = 0; i < stored.length; i += 2) {
       const name = stored[i] as string
+      const value = stored[i + 1] as string
       const lower = name.toLowerCase()
       if (DROPPED.has(lower)) continue
-      next.push(name, lower === 'etag' ? deriveEtag(stored[i + 1] as string, transform.name) : (stored[i + 1] as string))
+      if (lower === 'content-encoding' && applied.output === undefined) continue
+      if (lower === 'vary' && /(^|,)\s*(accept-encoding|\*)\s*(,|$)/i.test(value)) varyNamesCoding = true
+      next.push(name, lower === 'etag' ? deriveEtag(value, applied.name) : value)
     }
+    // Whether the body goes out coded now depends on the request's Accept-Encoding.
+    if (applied.source !== undefined && !varyNamesCoding) next.push('Vary', 'Accept-Encoding')
     out = next
-    byName.set(transform.name, out)
+    byName.set(applied.name, out)
   }
   return out
 }
@@ -86,4 +141,47 @@ export function deriveEtag(etag: string, name: string): string {
   const value = etag.trim()
   if (!value.endsWith('"') || value.length < 2) return etag
   return `${value.slice(0, -1)}+${name}"`
+}
+
+/** undefined for identity, null for a coding (or a list of them) the mirror does not decode. */
+function codingOf(value: string | undefined): Coding | undefined | null {
+  if (value === undefined) return undefined
+  const codings = splitList(value)
+    .map((c) => c.toLowerCase())
+    .filter((c) => c !== 'identity')
+  if (codings.length === 0) return undefined
+  if (codings.length > 1) return null
+  const only = codings[0]
+  return only === 'gzip' || only === 'x-gzip' ? 'gzip' : only === 'deflate' ? 'deflate' : only === 'br' ? 'br' : null
+}
+
+/** RFC 9110 §12.5.3: the coding is acceptable when listed (or `*`) with a q above 0. */
+function accepts(acceptEncoding: string | undefined, coding: Coding): boolean {
+  if (acceptEncoding === undefined) return false
+  let star = false
+  for (const member of splitList(acceptEncoding)) {
+    const [token = '', ...params] = member.split(';').map((s) => s.trim().toLowerCase())
+    const q = params.find((p) => p.startsWith('q='))
+    const weight = q === undefined ? 1 : Number(q.slice(2))
+    if (token === coding || (coding === 'gzip' && token === 'x-gzip')) return weight > 0
+    if (token === '*') star = weight > 0
+  }
+  return star
+}
+
+function decoder(coding: Coding): Transform {
+  return coding === 'gzip' ? createGunzip() : coding === 'deflate' ? createInflate() : createBrotliDecompress()
+}
+
+function encoder(coding: Coding): Transform {
+  return coding === 'gzip' ? createGzip() : coding === 'deflate' ? createDeflate() : createBrotliCompress()
+}
+
+/** One stream of several: writes go to the first, reads come from the last; an error anywhere ends it. */
+function chain(stages: readonly Transform[]): Duplex {
+  const duplex = Duplex.from({ writable: stages[0], readable: stages[stages.length - 1] })
+  pipeline([...stages], (err) => {
+    if (err) duplex.destroy(err)
+  })
+  return duplex
 }

@@ -14,14 +14,14 @@ import { evaluateRange, type ByteRange } from './range.js'
 import { buildFullHead, buildHead, writeHead } from './head.js'
 import { BodyVerifier } from './body-verifier.js'
 import { READ_HIGH_WATER_MARK } from './read-sizes.js'
-import { transformFor, type BodyTransform } from './body-transform.js'
+import { transformFor, type ServedTransform } from './body-transform.js'
 import { sendTransformedEntry } from './send-transformed.js'
 
 export interface SendCachedOptions {
   readonly cacheStatus: string
   readonly ageSeconds: number
   /** The route's body transform, if it has one (see body-transform.ts), and the target below its prefix. */
-  readonly transform?: BodyTransform | undefined
+  readonly transform?: ServedTransform | undefined
   readonly relativePath?: string
 }
 
@@ -41,7 +41,13 @@ export function sendCached(
 ): 'sent' | Promise<'sent' | 'gone'> {
   const meta = entry.meta
   if (o.transform !== undefined) {
-    const transform = transformFor(o.transform, meta.status, o.relativePath ?? '', meta.headers)
+    const transform = transformFor(
+      o.transform,
+      meta.status,
+      o.relativePath ?? '',
+      meta.headers,
+      headerValue(req.headers['accept-encoding']),
+    )
     if (transform !== undefined) return sendTransformedEntry(req, res, entry, store, o, transform)
   }
   const isHead = req.method === 'HEAD'

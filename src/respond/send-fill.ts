@@ -11,7 +11,7 @@ import { buildHead, drained, writeHead } from './head.js'
 import { evaluateRange, type ByteRange } from './range.js'
 import { isNotModified, NOT_MODIFIED_FIELDS } from './conditional.js'
 import { READ_CHUNK_BYTES } from './read-sizes.js'
-import { transformedHeaders, transformFor, type BodyTransform } from './body-transform.js'
+import { transformedHeaders, transformFor, type ServedTransform } from './body-transform.js'
 
 const LENGTH_FIELDS = new Set(['content-length', 'content-range'])
 
@@ -26,9 +26,10 @@ export async function sendFill(
   fill: Fill,
   cursor: Cursor,
   cacheStatus: string,
-  routeTransform?: BodyTransform,
+  routeTransform?: ServedTransform,
 ): Promise<'sent' | 'wait'> {
-  const transform = transformFor(routeTransform, fill.status, fill.params.relativePath, fill.headers)
+  const acceptEncoding = headerValue(req.headers['accept-encoding'])
+  const transform = transformFor(routeTransform, fill.status, fill.params.relativePath, fill.headers, acceptEncoding)
   const headers = transform === undefined ? fill.headers : transformedHeaders(fill.headers, transform)
   if (
     fill.status === 200 &&

@@ -8,7 +8,7 @@ import { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import type { CachedEntry } from '../cache/entry.js'
 import type { TieredStore } from '../cache/tiered-store.js'
-import { transformedHeaders, type BodyTransform } from './body-transform.js'
+import { transformedHeaders, type AppliedTransform } from './body-transform.js'
 import { BodyVerifier } from './body-verifier.js'
 import { buildHead, writeHead } from './head.js'
 import { READ_HIGH_WATER_MARK } from './read-sizes.js'
@@ -22,7 +22,7 @@ export async function sendTransformedEntry(
   entry: CachedEntry,
   store: TieredStore,
   o: SendCachedOptions,
-  transform: BodyTransform,
+  transform: AppliedTransform,
 ): Promise<'sent' | 'gone'> {
   const meta = entry.meta
   const headers = transformedHeaders(meta.headers, transform)

@@ -98,6 +98,8 @@ test('ENV_VARS names the variable behind each setting', () => {
       idleTimeout: 'CACHEMIR_IDLE_TIMEOUT',
       workers: 'CACHEMIR_WORKERS',
       name: 'CACHEMIR_NAME',
+      profile: 'CACHEMIR_PROFILE',
+      publicUrl: 'CACHEMIR_PUBLIC_URL',
     },
   )
 })
@@ -460,11 +462,11 @@ test('unknown keys are problems at the top level, in a route and in a rule', (t)
   const cases: [unknown, string][] = [
     [
       { upstreams: [UP], upstream: [UP] },
-      'upstream: unknown key (expected one of listen, cacheDir, maxDisk, maxMemory, logLevel, upstreams, routes, offline, shutdownGrace, caFile, timeouts, workers, name)',
+      'upstream: unknown key (expected one of listen, cacheDir, maxDisk, maxMemory, logLevel, upstreams, routes, offline, shutdownGrace, caFile, timeouts, workers, name, profile, publicUrl)',
     ],
     [
       { routes: [{ prefix: '/', upstream: [UP], upstreams: [UP] }] },
-      'routes[0].upstream: unknown key (expected one of prefix, upstreams, rules, timeouts, followRedirects)',
+      'routes[0].upstream: unknown key (expected one of prefix, upstreams, rules, timeouts, followRedirects, profile)',
     ],
     [
       { routes: [{ prefix: '/', upstreams: [UP], rules: [{ match: 'x', ttl: 1, maxAge: 3 }] }] },

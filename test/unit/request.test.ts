@@ -13,6 +13,7 @@ const route = (prefix: string): Route => ({
   upstreams: [new URL('http://127.0.0.1:1/base/')],
   rules: [],
   followRedirects: false,
+  profile: undefined,
   timeouts: { connectMs: 1000, headersMs: 1000, bodyIdleMs: 1000 },
 })
 const ROUTES = [route('/debian/security/'), route('/debian/'), route('/')]

@@ -1,0 +1,95 @@
+// src/profiles/rewrite-urls.ts
+// Serve-time rewriting of metadata (npm documents, PyPI simple pages) so that the URLs it holds
+// for files on the upstreams point at the mirror: each route's upstream base URL becomes the
+// mirror's base plus that route's prefix. Streamed: only a pattern's length less one byte is held
+// back between chunks, so a document of any size is rewritten in bounded memory.
+
+import { Transform, type TransformCallback } from 'node:stream'
+import type { Route } from '../config-types.js'
+import type { BodyTransform } from '../respond/body-transform.js'
+import { profileNamed } from './profiles.js'
+
+/** `from` (an upstream base URL) -> the route prefix that serves it. */
+export interface UrlMapping {
+  readonly from: string
+  readonly prefix: string
+}
+
+/** Every route's upstream base URLs, longest first, so a deeper upstream wins over its parent. */
+export function upstreamMappings(routes: readonly Route[]): UrlMapping[] {
+  const mappings = routes.flatMap((route) => route.upstreams.map((url) => ({ from: url.href, prefix: route.prefix })))
+  return mappings.sort((a, b) => b.from.length - a.from.length)
+}
+
+/** The transform of a profile route whose metadata is rewritten; undefined for other routes. */
+export function urlRewriteFor(route: Route, routes: readonly Route[]): BodyTransform | undefined {
+  const profile = profileNamed(route.profile)
+  if (profile?.rewrites === undefined) return undefined
+  const mappings = upstreamMappings(routes)
+  return {
+    name: 'urls-v1',
+    usesBase: true,
+    applies: (relativePath, headers) => profile.rewrites?.(relativePath, headers) === true,
+    create: ({ base }) => new UrlRewriter(mappings.map((m) => ({ from: Buffer.from(m.from), to: Buffer.from(base + m.prefix) }))),
+  }
+}
+
+interface Replacement {
+  readonly from: Buffer
+  readonly to: Buffer
+}
+
+/** Replaces every occurrence of each `from` with its `to`, longest `from` first at equal positions. */
+export class UrlRewriter extends Transform {
+  readonly #replacements: readonly Replacement[]
+  readonly #holdBytes: number
+  #carry: Buffer = Buffer.alloc(0)
+
+  constructor(replacements: readonly Replacement[]) {
+    super()
+    this.#replacements = [...replacements].sort((a, b) => b.from.length - a.from.length)
+    this.#holdBytes = Math.max(0, ...this.#replacements.map((r) => r.from.length - 1))
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, done: TransformCallback): void {
+    const buf = this.#carry.length === 0 ? chunk : Buffer.concat([this.#carry, chunk])
+    // A match must start before `safe`; what follows may be the start of one cut by the chunk end.
+    const kept = this.#rewrite(buf, Math.max(0, buf.length - this.#holdBytes))
+    this.#carry = Buffer.from(buf.subarray(kept))
+    done()
+  }
+
+  override _flush(done: TransformCallback): void {
+    const buf = this.#carry
+    this.#carry = Buffer.alloc(0)
+    this.#rewrite(buf, buf.length)
+    done()
+  }
+
+  /** Pushes `buf` rewritten up to `safe` (matches starting before it are complete); returns where it stopped. */
+  #rewrite(buf: Buffer, safe: number): number {
+    let pos = 0
+    // Where each pattern next occurs (-1: nowhere), searched again only once passed.
+    const next = this.#replacements.map((r) => buf.indexOf(r.from))
+    for (;;) {
+      let at = -1
+      let hit = -1
+      for (let k = 0; k < next.length; k++) {
+        let i = next[k] as number
+        if (i >= 0 && i < pos) next[k] = i = buf.indexOf((this.#replacements[k] as Replacement).from, pos)
+        if (i >= 0 && i < safe && (at < 0 || i < at)) {
+          at = i
+          hit = k
+        }
+      }
+      if (hit < 0) break
+      const r = this.#replacements[hit] as Replacement
+      if (at > pos) this.push(buf.subarray(pos, at))
+      this.push(r.to)
+      pos = at + r.from.length
+    }
+    const end = Math.max(pos, safe)
+    if (end > pos) this.push(buf.subarray(pos, end))
+    return end
+  }
+}
