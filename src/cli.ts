@@ -127,6 +127,14 @@ await yargs(hideBin(process.argv))
           type: 'string',
           describe: `Ecosystem profile of the --upstream route: ${[...PROFILES.keys()].join(', ')} ${envNote('profile')}`,
         })
+        .option('proxy-allow', {
+          type: 'string',
+          describe: `Also act as an HTTP proxy for these hosts (host[:port] or https://host, comma-separated) ${envNote('proxyAllow')}`,
+        })
+        .option('connect-allow', {
+          type: 'string',
+          describe: `CONNECT tunnels (uncached) allowed to these host:port pairs; others are refused ${envNote('connectAllow')}`,
+        })
         .option('public-url', {
           type: 'string',
           describe: `The mirror's base URL in rewritten metadata (default: the scheme and Host the client used) ${envNote('publicUrl')}`,
@@ -150,6 +158,8 @@ await yargs(hideBin(process.argv))
         name: argv.name,
         profile: argv.profile,
         publicUrl: argv['public-url'],
+        proxyAllow: argv['proxy-allow'],
+        connectAllow: argv['connect-allow'],
       }),
   )
   .command(

@@ -3,7 +3,8 @@
 
 import fs from 'node:fs'
 import path from 'node:path'
-import type { CacheMode, CacheRule, LogLevel, Route, TimeoutOverrides } from './config-types.js'
+import type { CacheMode, CacheRule, ConnectTarget, LogLevel, ProxyHost, Route, TimeoutOverrides } from './config-types.js'
+import { checkConnectTargets, checkProxyHosts } from './config-proxy.js'
 import { parseDuration } from './util/units.js'
 import {
   checkBoolean,
@@ -45,6 +46,8 @@ const TOP_KEYS = [
   'name',
   'profile',
   'publicUrl',
+  'proxyAllow',
+  'connectAllow',
 ]
 const ROUTE_KEYS = ['prefix', 'upstreams', 'rules', 'timeouts', 'followRedirects', 'profile']
 const RULE_KEYS = ['match', 'cache', 'ttl', 'storeSetCookie']
@@ -70,6 +73,8 @@ export interface FileSettings {
   name?: string | undefined
   profile?: string | undefined
   publicUrl?: string | undefined
+  proxyAllow?: readonly ProxyHost[] | undefined
+  connectAllow?: readonly ConnectTarget[] | undefined
   upstreams?: { readonly field: string; readonly urls: readonly URL[] | undefined } | undefined
   readonly routes: RouteSpec[]
   /** How many entries the file's `routes` array has, valid or not. */
@@ -121,6 +126,8 @@ export function readConfigFile(source: Given, problems: string[]): FileSettings 
   if (has('name')) settings.name = checkName(at('name'), problems)
   if (has('profile')) settings.profile = checkProfile(at('profile'), problems)
   if (has('publicUrl')) settings.publicUrl = checkPublicUrl(at('publicUrl'), problems)
+  if (has('proxyAllow')) settings.proxyAllow = checkProxyHosts(at('proxyAllow'), problems)
+  if (has('connectAllow')) settings.connectAllow = checkConnectTargets(at('connectAllow'), problems)
   if (has('upstreams')) {
     const upstreams = at('upstreams')
     settings.upstreams = { field: upstreams.field, urls: checkUpstreamArray(upstreams, problems) }

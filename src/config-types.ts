@@ -84,4 +84,27 @@ export interface Config {
    * mirror; undefined: the scheme and Host the client used.
    */
   readonly publicUrl: string | undefined
+  /** Hosts whose absolute-form requests (the mirror as an HTTP proxy) are fetched and cached. */
+  readonly proxyAllow: readonly ProxyHost[]
+  /** Where CONNECT may open a tunnel (uncached); empty: CONNECT is refused. */
+  readonly connectAllow: readonly ConnectTarget[]
+}
+
+/** A host the mirror serves as a forward proxy (`--proxy-allow`). */
+export interface ProxyHost {
+  /** Lower-case host name, as clients write it in absolute-form requests. */
+  readonly host: string
+  /** The port clients name (80 when they name none). */
+  readonly port: number
+  /** Fetch from the host over HTTPS although the client speaks HTTP to the mirror. */
+  readonly https: boolean
+  /** The port the mirror fetches from. */
+  readonly upstreamPort: number
+  /** Its profile; undefined: guessed from each request's path. */
+  readonly profile: string | undefined
+}
+
+export interface ConnectTarget {
+  readonly host: string
+  readonly port: number
 }

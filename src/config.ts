@@ -5,6 +5,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { ConfigError } from './errors.js'
 import { profileNamed } from './profiles/profiles.js'
+import { checkConnectTargets, checkProxyHosts } from './config-proxy.js'
 import type { Config, Timeouts } from './config-types.js'
 import { readConfigFile, type FileSettings, type RouteSpec } from './config-file.js'
 import {
@@ -56,6 +57,8 @@ export const DEFAULTS: Readonly<Omit<Config, 'routes'>> = Object.freeze({
   logLevel: 'info',
   name: 'cachemir',
   publicUrl: undefined,
+  proxyAllow: Object.freeze([]),
+  connectAllow: Object.freeze([]),
 })
 
 /** Raw command-line values as yargs hands them over; resolveConfig() validates all of them. */
@@ -92,6 +95,10 @@ export interface ConfigInput {
   profile?: string | undefined
   /** `--public-url`: the mirror's base URL as clients reach it. */
   publicUrl?: string | undefined
+  /** `--proxy-allow HOST,...`: hosts served as a forward proxy. */
+  proxyAllow?: string | undefined
+  /** `--connect-allow HOST:PORT,...`: CONNECT tunnels allowed. */
+  connectAllow?: string | undefined
 }
 
 /** The environment variable behind each setting; each is overridden by its flag. */
@@ -113,6 +120,8 @@ export const ENV_VARS = Object.freeze({
   name: 'CACHEMIR_NAME',
   profile: 'CACHEMIR_PROFILE',
   publicUrl: 'CACHEMIR_PUBLIC_URL',
+  proxyAllow: 'CACHEMIR_PROXY_ALLOW',
+  connectAllow: 'CACHEMIR_CONNECT_ALLOW',
 } as const satisfies Record<keyof ConfigInput, string>)
 
 const FLAGS = {
@@ -133,6 +142,8 @@ const FLAGS = {
   name: '--name',
   profile: '--profile',
   publicUrl: '--public-url',
+  proxyAllow: '--proxy-allow',
+  connectAllow: '--connect-allow',
 } as const satisfies Record<keyof ConfigInput, string>
 
 /** The settings that take a single string (everything but the repeatable --upstream). */
@@ -176,6 +187,8 @@ export function resolveConfig(args: ConfigInput, env: Record<string, string | un
   const workers = pick('workers', file?.workers, (g) => checkWorkers(g, problems))
   const name = pick('name', file?.name, (g) => checkName(g, problems))
   const publicUrl = pick('publicUrl', file?.publicUrl, (g) => checkPublicUrl(g, problems))
+  const proxyAllow = pick('proxyAllow', file?.proxyAllow, (g) => checkProxyHosts(g, problems))
+  const connectAllow = pick('connectAllow', file?.connectAllow, (g) => checkConnectTargets(g, problems))
   const profileSource = given('profile')
   const catchAllProfile = profileSource === undefined ? file?.profile : checkProfile(profileSource, problems)
   const timeouts: Timeouts = {
@@ -220,6 +233,8 @@ export function resolveConfig(args: ConfigInput, env: Record<string, string | un
     workers: workers ?? DEFAULTS.workers,
     name: name ?? DEFAULTS.name,
     publicUrl,
+    proxyAllow: proxyAllow ?? DEFAULTS.proxyAllow,
+    connectAllow: connectAllow ?? DEFAULTS.connectAllow,
   })
 }
 

@@ -60,6 +60,16 @@ export class BadRequestError extends CachemirError {
   }
 }
 
+/** A forward-proxy request for a host the mirror does not serve (`--proxy-allow`), or a CONNECT it does not tunnel. */
+export class ForbiddenError extends CachemirError {
+  override name = 'ForbiddenError'
+  readonly code = 'CACHEMIR_FORBIDDEN'
+  readonly statusCode = 403
+  constructor(reason: string, options?: ErrorOptions) {
+    super(reason, options)
+  }
+}
+
 /** The path lies under no route (the mirror is never an open proxy), or under /_cachemir/ but names no endpoint. */
 export class NotFoundError extends CachemirError {
   override name = 'NotFoundError'

@@ -21,6 +21,8 @@ import { CacheStatusWriter, type CacheOutcome } from './respond/cache-status.js'
 import { AdminRouter, isAdminPath } from './admin/router.js'
 import { healthEndpoint } from './admin/health.js'
 import { urlRewriteFor } from './profiles/rewrite-urls.js'
+import { ForwardProxy } from './proxy/forward-proxy.js'
+import { connectTarget, isConnectAllowed, openTunnel } from './proxy/connect-tunnel.js'
 import type { Peers } from './cluster/peers.js'
 import { logCompleted } from './log.js'
 
@@ -68,7 +70,8 @@ export async function startMirror(config: Config, log: Logger, options: MirrorOp
   const cacheStatus = new CacheStatusWriter(config.name)
   const passThrough = new PassThrough(log.child({ component: 'pass-through' }), upstream, cacheStatus)
   const transforms = checkedTransforms(config, options.transforms)
-  const deps: Deps = { config, store, fills, upstream, passThrough, now, peers, cacheStatus, transforms }
+  const forward = config.proxyAllow.length === 0 ? undefined : new ForwardProxy(config)
+  const deps: Deps = { config, store, fills, upstream, passThrough, now, peers, cacheStatus, transforms, forward }
   // Other workers' changes apply from now on, before this worker serves anything.
   const unsubscribe = peers?.subscribe(store, fills)
   const admin = new AdminRouter(cacheStatus).add(healthEndpoint({ config, store, fills, upstream, peers, startedAt: Date.now() }))
@@ -138,12 +141,27 @@ export async function startMirror(config: Config, log: Logger, options: MirrorOp
     passThrough.ws(req, socket, head, routed)
   })
   // CONNECT would make us a tunnel to anywhere: never (the mirror is not an open proxy).
-  server.on('connect', (_req: IncomingMessage, socket: Socket) => {
+  // Only the targets in --connect-allow get a tunnel (uncached); every other CONNECT is refused.
+  server.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => {
     socket.on('error', () => socket.destroy())
-    refuse(
-      socket,
-      'HTTP/1.1 405 Method Not Allowed\r\nAllow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\nConnection: close\r\nContent-Length: 0\r\n\r\n',
-    )
+    if (config.connectAllow.length === 0) {
+      refuse(
+        socket,
+        'HTTP/1.1 405 Method Not Allowed\r\nAllow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\nConnection: close\r\nContent-Length: 0\r\n\r\n',
+      )
+      return
+    }
+    const target = connectTarget(req.url)
+    if (target === undefined || !isConnectAllowed(config.connectAllow, target)) {
+      refuse(socket, 'HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-Length: 0\r\n\r\n')
+      return
+    }
+    const track = (s: Socket): void => {
+      tunnels.add(s)
+      s.once('close', () => tunnels.delete(s))
+    }
+    track(socket)
+    openTunnel(socket, head, target, log.child({ component: 'tunnel' }), track)
   })
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
     log.info({ err: { code: err.code, message: err.message } }, 'client error')

@@ -9,6 +9,7 @@ import type { TieredStore } from '../cache/tiered-store.js'
 import type { Peers } from '../cluster/peers.js'
 import { bindTransform, type BodyTransform, type ServedTransform } from '../respond/body-transform.js'
 import { publicBase } from './public-base.js'
+import type { ForwardProxy } from './forward-proxy.js'
 import type { CacheOutcome, CacheStatusWriter } from '../respond/cache-status.js'
 import type { FillRegistry } from '../upstream/fill-registry.js'
 import type { UpstreamClient } from '../upstream/client.js'
@@ -28,6 +29,8 @@ export interface Deps {
   readonly cacheStatus: CacheStatusWriter
   /** Body transforms by route prefix (empty: every route serves the stored bytes). */
   readonly transforms: ReadonlyMap<string, BodyTransform>
+  /** Absolute-form requests for --proxy-allow hosts; undefined when none are allowed. */
+  readonly forward: ForwardProxy | undefined
 }
 
 /** One request's context; the handler fills in what the request-completed log line reports. */

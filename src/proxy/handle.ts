@@ -12,6 +12,7 @@ import { sendError, sendFailure } from '../respond/send-error.js'
 import { representationKey } from './cache-key.js'
 import { routeTransform, type Deps, type Exchange, type Fwd } from './exchange.js'
 import { fetchOwn } from './fetch-own.js'
+import { isAbsoluteForm } from './forward-proxy.js'
 import { fillAndSend, revalidateInBackground } from './fill-and-send.js'
 import { freshnessOf, lookup, lookupHot, type Found } from './lookup.js'
 import { sendOffline } from './offline.js'
@@ -27,8 +28,10 @@ export type { Deps, Exchange } from './exchange.js'
  * undefined: no promise, no microtask); everything else returns the promise of its async path.
  */
 export function handle(x: Exchange, deps: Deps): Promise<void> | undefined {
-  const target = routeRequest(deps.config.routes, x.req.url ?? '')
-  // Outside every route, or an unsafe path: refuse (never an open proxy).
+  const url = x.req.url ?? ''
+  // A path goes by the routes; an absolute-form target (the mirror as a proxy) by --proxy-allow.
+  const target = deps.forward !== undefined && isAbsoluteForm(url) ? deps.forward.route(url) : routeRequest(deps.config.routes, url)
+  // Outside every route or allowed host, or an unsafe path: refuse (never an open proxy).
   if ('error' in target) return void sendFailure(x.res, target.error, deps.cacheStatus.format({}))
 
   // Other methods and bodies: pass on; a successful unsafe method invalidates the URL.

@@ -4,7 +4,7 @@
 // The mirror is never an open proxy: only origin-form targets under a configured prefix pass.
 
 import type { Route } from '../config.js'
-import { BadRequestError, NotFoundError } from '../errors.js'
+import { BadRequestError, NotFoundError, type ForbiddenError } from '../errors.js'
 import { urlKey } from './cache-key.js'
 
 export interface Routed {
@@ -17,9 +17,9 @@ export interface Routed {
 
 /** A refused target: its status, the reason (the response body), and the error to answer with. */
 export interface Refused {
-  readonly status: 400 | 404
+  readonly status: 400 | 403 | 404
   readonly reason: string
-  readonly error: BadRequestError | NotFoundError
+  readonly error: BadRequestError | NotFoundError | ForbiddenError
 }
 
 export type RouteResult = Routed | Refused
@@ -44,7 +44,7 @@ export function routeRequest(routes: readonly Route[], target: string): RouteRes
   return notFound('no route for this path')
 }
 
-function badRequest(reason: string): Refused {
+export function badRequest(reason: string): Refused {
   return { status: 400, reason, error: new BadRequestError(reason) }
 }
 
@@ -52,7 +52,7 @@ export function notFound(reason: string): Refused {
   return { status: 404, reason, error: new NotFoundError(reason) }
 }
 
-function unsafePathReason(path: string): string | undefined {
+export function unsafePathReason(path: string): string | undefined {
   if (path.includes('\\') || path.includes('\0')) return 'backslash or NUL in path'
   // Without '%' nothing is encoded, and a dot segment must follow a '/': most paths stop here.
   if (!path.includes('%') && !path.includes('/.')) return undefined

@@ -11,16 +11,12 @@
 import { test } from 'node:test'
 import type { TestContext } from 'node:test'
 import assert from 'node:assert/strict'
-import { execFile } from 'node:child_process'
-import { writeFile, readFile } from 'node:fs/promises'
 import { createServer, request as httpRequest, type OutgoingHttpHeaders } from 'node:http'
-import { createServer as createHttpsServer } from 'node:https'
 import { connect, type AddressInfo, type Socket } from 'node:net'
-import { join } from 'node:path'
-import { promisify } from 'node:util'
 import { assertBody } from '../helpers/assert.js'
 import { cacheStatus, get, getFirstBytes } from '../helpers/client.js'
-import { makeBody, sendBody, serveStatic, startOrigin, type OriginRequest } from '../helpers/origin.js'
+import { makeBody, sendBody, serveStatic, startOrigin } from '../helpers/origin.js'
+import { makePki, startHttpsOrigin } from '../helpers/tls.js'
 import { startProxy, startProxyProcess } from '../helpers/proxy.js'
 import { makeTempDir } from '../helpers/temp-dir.js'
 import { KiB } from '../helpers/sizes.js'
@@ -38,8 +34,6 @@ const HOP_BY_HOP = new Set([
   'transfer-encoding',
   'upgrade',
 ])
-
-const run = promisify(execFile)
 
 function withoutHopByHop(headers: Record<string, string | string[] | undefined>): OutgoingHttpHeaders {
   const out: OutgoingHttpHeaders = {}
@@ -122,86 +116,6 @@ async function startForwardProxy(t: TestContext, tunnelTo?: string): Promise<For
       }),
   )
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, seen }
-}
-
-interface Pki {
-  readonly caPath: string
-  readonly key: string
-  readonly cert: string
-}
-
-/** A throwaway CA and a certificate for IP 127.0.0.1 signed by it (P-256 keys, valid two days). */
-async function makePki(t: TestContext): Promise<Pki> {
-  const dir = await makeTempDir(t, 'cachemir-pki-')
-  const at = (name: string): string => join(dir, name)
-  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes']
-  await run('openssl', [
-    'req',
-    '-x509',
-    ...ec,
-    '-keyout',
-    at('ca.key'),
-    '-out',
-    at('ca.pem'),
-    '-days',
-    '2',
-    '-subj',
-    '/CN=cachemir test CA',
-    '-addext',
-    'basicConstraints=critical,CA:TRUE',
-    '-addext',
-    'keyUsage=critical,keyCertSign,cRLSign',
-  ])
-  await run('openssl', ['req', '-new', ...ec, '-keyout', at('server.key'), '-out', at('server.csr'), '-subj', '/CN=127.0.0.1'])
-  await writeFile(
-    at('server.ext'),
-    'subjectAltName=IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n',
-  )
-  await run('openssl', [
-    'x509',
-    '-req',
-    '-in',
-    at('server.csr'),
-    '-CA',
-    at('ca.pem'),
-    '-CAkey',
-    at('ca.key'),
-    '-set_serial',
-    '1',
-    '-days',
-    '2',
-    '-out',
-    at('server.pem'),
-    '-extfile',
-    at('server.ext'),
-  ])
-  return { caPath: at('ca.pem'), key: await readFile(at('server.key'), 'utf8'), cert: await readFile(at('server.pem'), 'utf8') }
-}
-
-/** An https origin on 127.0.0.1:0 serving `body` at /base/x; records requests that got past TLS. */
-async function startHttpsOrigin(t: TestContext, pki: Pki, body: Buffer): Promise<{ url: string; requests: OriginRequest[] }> {
-  const requests: OriginRequest[] = []
-  const sockets = new Set<Socket>()
-  const server = createHttpsServer({ key: pki.key, cert: pki.cert }, (req, res) => {
-    requests.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, at: Date.now() })
-    if (req.url === '/base/x') void sendBody(req, res, body, { headers: CACHEABLE })
-    else void sendBody(req, res, Buffer.from('not found'), { status: 404 })
-  })
-  server.on('connection', (socket: Socket) => {
-    sockets.add(socket)
-    socket.once('close', () => sockets.delete(socket))
-  })
-  server.on('tlsClientError', () => {})
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  t.after(
-    () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve())
-        server.closeAllConnections()
-        for (const socket of sockets) socket.destroy()
-      }),
-  )
-  return { url: `https://127.0.0.1:${(server.address() as AddressInfo).port}`, requests }
 }
 
 test('with HTTP_PROXY set, the real binary reaches an http upstream through the forward proxy with an absolute-form GET', async (t) => {
