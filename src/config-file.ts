@@ -5,6 +5,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import type { CacheMode, CacheRule, LogLevel, Route, TimeoutOverrides } from './config-types.js'
 import { parseDuration } from './util/units.js'
+import { checkRouteAuth, type UpstreamAuthSpec } from './config-upstream-auth.js'
 import {
   checkBoolean,
   checkDuration,
@@ -42,14 +43,16 @@ const TOP_KEYS = [
   'workers',
   'name',
 ]
-const ROUTE_KEYS = ['prefix', 'upstreams', 'rules', 'timeouts', 'followRedirects']
+const ROUTE_KEYS = ['prefix', 'upstreams', 'rules', 'timeouts', 'followRedirects', 'upstreamAuth', 'shareAuthenticated']
 const RULE_KEYS = ['match', 'cache', 'ttl', 'storeSetCookie']
 const RULE_EXAMPLE = String.raw`{"match": "\\.deb$", "cache": "immutable"}`
 
 /** What a config file contributed, already validated; `undefined` means absent or invalid. */
 /** A route as the file declares it; its timeouts are completed with the global ones later. */
-export interface RouteSpec extends Omit<Route, 'timeouts'> {
+export interface RouteSpec extends Omit<Route, 'timeouts' | 'upstreamAuth'> {
   readonly timeoutOverrides: TimeoutOverrides
+  /** Where the credential is; resolveConfig() reads the variable. */
+  readonly upstreamAuth: UpstreamAuthSpec | undefined
 }
 
 export interface FileSettings {
@@ -166,9 +169,11 @@ export function checkRoute(given: Given, prefixes: Map<string, string>, problems
     value['followRedirects'] === undefined
       ? false
       : checkBoolean({ field: `${field}.followRedirects`, value: value['followRedirects'] }, problems)
+  const auth = checkRouteAuth(value, field, problems)
   if (prefix === undefined || upstreams === undefined || !rulesOk || timeoutOverrides === undefined || followRedirects === undefined)
     return undefined
-  return { prefix, upstreams, rules: Object.freeze(rules), timeoutOverrides, followRedirects }
+  if (auth === undefined) return undefined
+  return { prefix, upstreams, rules: Object.freeze(rules), timeoutOverrides, followRedirects, ...auth }
 }
 
 export function checkRule(given: Given, problems: string[]): CacheRule | undefined {

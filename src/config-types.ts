@@ -46,6 +46,13 @@ export interface Route {
   readonly timeouts: Timeouts
   /** Follow upstream redirects that stay within this route's upstreams, storing the target under the requested key. */
   readonly followRedirects: boolean
+  /**
+   * A credential sent on every upstream request of this route (`upstreamAuth`): the lower-case
+   * header name and its whole value, read from the environment. Undefined: none.
+   */
+  readonly upstreamAuth: { readonly header: string; readonly value: string } | undefined
+  /** Store and share what was fetched with `upstreamAuth` (default false: nothing is stored, each request goes upstream). */
+  readonly shareAuthenticated: boolean
 }
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'

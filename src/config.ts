@@ -6,6 +6,7 @@ import path from 'node:path'
 import { ConfigError } from './errors.js'
 import type { Config, Timeouts } from './config-types.js'
 import { readConfigFile, type FileSettings, type RouteSpec } from './config-file.js'
+import { resolveUpstreamAuth } from './config-upstream-auth.js'
 import {
   checkBoolean,
   checkDir,
@@ -176,6 +177,8 @@ export function resolveConfig(args: ConfigInput, env: Record<string, string | un
       rules: spec.rules,
       followRedirects: spec.followRedirects,
       timeouts: Object.freeze({ ...timeouts, ...spec.timeoutOverrides }),
+      upstreamAuth: resolveUpstreamAuth(spec.upstreamAuth, env, problems),
+      shareAuthenticated: spec.shareAuthenticated,
     }),
   )
 
@@ -226,7 +229,15 @@ function buildRoutes(
   if (catchAll !== undefined && rootRoute !== undefined) {
     problems.push(`${catchAll.field}: upstreams given twice for prefix / (also ${rootRoute})`)
   } else if (catchAll?.urls !== undefined) {
-    routes.push({ prefix: '/', upstreams: catchAll.urls, rules: Object.freeze([]), followRedirects: false, timeoutOverrides: {} })
+    routes.push({
+      prefix: '/',
+      upstreams: catchAll.urls,
+      rules: Object.freeze([]),
+      followRedirects: false,
+      timeoutOverrides: {},
+      upstreamAuth: undefined,
+      shareAuthenticated: false,
+    })
   } else if (catchAll === undefined && (file?.declaredRoutes ?? 0) === 0 && !fileFailed) {
     problems.push(`${FLAGS.upstream}: at least one upstream is required (or a config file with routes)`)
   }

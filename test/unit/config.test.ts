@@ -464,7 +464,7 @@ test('unknown keys are problems at the top level, in a route and in a rule', (t)
     ],
     [
       { routes: [{ prefix: '/', upstream: [UP], upstreams: [UP] }] },
-      'routes[0].upstream: unknown key (expected one of prefix, upstreams, rules, timeouts, followRedirects)',
+      'routes[0].upstream: unknown key (expected one of prefix, upstreams, rules, timeouts, followRedirects, upstreamAuth, shareAuthenticated)',
     ],
     [
       { routes: [{ prefix: '/', upstreams: [UP], rules: [{ match: 'x', ttl: 1, maxAge: 3 }] }] },

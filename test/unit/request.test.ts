@@ -14,6 +14,8 @@ const route = (prefix: string): Route => ({
   rules: [],
   followRedirects: false,
   timeouts: { connectMs: 1000, headersMs: 1000, bodyIdleMs: 1000 },
+  upstreamAuth: undefined,
+  shareAuthenticated: false,
 })
 const ROUTES = [route('/debian/security/'), route('/debian/'), route('/')]
 
