@@ -6,6 +6,7 @@ import path from 'node:path'
 import type { CacheMode, CacheRule, ConnectTarget, LogLevel, ProxyHost, Route, TimeoutOverrides } from './config-types.js'
 import { checkConnectTargets, checkProxyHosts } from './config-proxy.js'
 import { parseDuration } from './util/units.js'
+import { checkRouteAuth, type UpstreamAuthSpec } from './config-upstream-auth.js'
 import {
   checkBoolean,
   checkDuration,
@@ -49,14 +50,16 @@ const TOP_KEYS = [
   'proxyAllow',
   'connectAllow',
 ]
-const ROUTE_KEYS = ['prefix', 'upstreams', 'rules', 'timeouts', 'followRedirects', 'profile']
+const ROUTE_KEYS = ['prefix', 'upstreams', 'rules', 'timeouts', 'followRedirects', 'profile', 'upstreamAuth', 'shareAuthenticated']
 const RULE_KEYS = ['match', 'cache', 'ttl', 'storeSetCookie']
 const RULE_EXAMPLE = String.raw`{"match": "\\.deb$", "cache": "immutable"}`
 
 /** What a config file contributed, already validated; `undefined` means absent or invalid. */
 /** A route as the file declares it; its timeouts are completed with the global ones later. */
-export interface RouteSpec extends Omit<Route, 'timeouts'> {
+export interface RouteSpec extends Omit<Route, 'timeouts' | 'upstreamAuth'> {
   readonly timeoutOverrides: TimeoutOverrides
+  /** Where the credential is; resolveConfig() reads the variable. */
+  readonly upstreamAuth: UpstreamAuthSpec | undefined
 }
 
 export interface FileSettings {
@@ -183,10 +186,12 @@ export function checkRoute(given: Given, prefixes: Map<string, string>, problems
       : checkBoolean({ field: `${field}.followRedirects`, value: value['followRedirects'] }, problems)
   const profile =
     value['profile'] === undefined ? undefined : checkProfile({ field: `${field}.profile`, value: value['profile'] }, problems)
+  const auth = checkRouteAuth(value, field, problems)
   if (value['profile'] !== undefined && profile === undefined) return undefined
   if (prefix === undefined || upstreams === undefined || !rulesOk || timeoutOverrides === undefined || followRedirects === undefined)
     return undefined
-  return { prefix, upstreams, rules: Object.freeze(rules), timeoutOverrides, followRedirects, profile }
+  if (auth === undefined) return undefined
+  return { prefix, upstreams, rules: Object.freeze(rules), timeoutOverrides, followRedirects, profile, ...auth }
 }
 
 export function checkRule(given: Given, problems: string[]): CacheRule | undefined {

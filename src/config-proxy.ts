@@ -47,7 +47,13 @@ export function checkProxyHost(given: Given, problems: string[]): ProxyHost | un
     return undefined
   }
   const https = m[1] === 'https'
-  return Object.freeze({ host, port: https ? 80 : port, https, upstreamPort: https ? (m[3] === undefined ? 443 : port) : port, profile: undefined })
+  return Object.freeze({
+    host,
+    port: https ? 80 : port,
+    https,
+    upstreamPort: https ? (m[3] === undefined ? 443 : port) : port,
+    profile: undefined,
+  })
 }
 
 /** `host:port` a CONNECT may open a tunnel to. */

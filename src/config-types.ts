@@ -50,6 +50,13 @@ export interface Route {
   readonly followRedirects: boolean
   /** The ecosystem profile (debian, alpine, npm, pypi, static) whose rules follow the route's own. */
   readonly profile: string | undefined
+  /**
+   * A credential sent on every upstream request of this route (`upstreamAuth`): the lower-case
+   * header name and its whole value, read from the environment. Undefined: none.
+   */
+  readonly upstreamAuth: { readonly header: string; readonly value: string } | undefined
+  /** Store and share what was fetched with `upstreamAuth` (default false: nothing is stored, each request goes upstream). */
+  readonly shareAuthenticated: boolean
 }
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'

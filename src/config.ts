@@ -8,6 +8,7 @@ import { profileNamed } from './profiles/profiles.js'
 import { checkConnectTargets, checkProxyHosts } from './config-proxy.js'
 import type { Config, Timeouts } from './config-types.js'
 import { readConfigFile, type FileSettings, type RouteSpec } from './config-file.js'
+import { resolveUpstreamAuth } from './config-upstream-auth.js'
 import {
   checkBoolean,
   checkDir,
@@ -214,6 +215,8 @@ export function resolveConfig(args: ConfigInput, env: Record<string, string | un
       followRedirects: spec.followRedirects,
       timeouts: Object.freeze({ ...timeouts, ...spec.timeoutOverrides }),
       profile: spec.profile,
+      upstreamAuth: resolveUpstreamAuth(spec.upstreamAuth, env, problems),
+      shareAuthenticated: spec.shareAuthenticated,
     }),
   )
 
@@ -274,6 +277,8 @@ function buildRoutes(
       followRedirects: false,
       timeoutOverrides: {},
       profile: undefined,
+      upstreamAuth: undefined,
+      shareAuthenticated: false,
     })
   } else if (catchAll === undefined && (file?.declaredRoutes ?? 0) === 0 && !fileFailed) {
     problems.push(`${FLAGS.upstream}: at least one upstream is required (or a config file with routes)`)

@@ -36,7 +36,8 @@ export function openTunnel(client: Socket, head: Buffer, target: ConnectTarget, 
   })
   upstream.on('error', (err) => {
     log.info({ err: { message: err.message }, host: target.host, port: target.port }, 'tunnel upstream failed')
-    if (client.writable && upstream.connecting) client.end('HTTP/1.1 502 Bad Gateway\r\nConnection: close\r\nContent-Length: 0\r\n\r\n', endBoth)
+    if (client.writable && upstream.connecting)
+      client.end('HTTP/1.1 502 Bad Gateway\r\nConnection: close\r\nContent-Length: 0\r\n\r\n', endBoth)
     else endBoth()
   })
   upstream.on('close', endBoth)

@@ -18,6 +18,7 @@ import { freshnessOf } from './lookup.js'
 import { streamResponse } from './pass-through.js'
 import type { Routed } from './route.js'
 import { sendStored } from './send-stored.js'
+import { withOwnOrRouteCredential, withRouteCredential } from './upstream-auth.js'
 
 let privateFills = 0
 
@@ -123,10 +124,15 @@ function fillParams(
   previous: CachedEntry | undefined,
   storeKey: string,
 ): FillParams {
+  // Only the client's own Authorization makes the fill `authorized` (§3.5): the route's credential
+  // is the operator's, and a route reaches a fill only when it shares what it fetches (handle.ts).
   const authorized = req.headers.authorization !== undefined
   const headers = fillHeaders(req.headers)
   // Credentials go upstream only on this client's own fill, which nobody else joins.
   if (authorized) headers.authorization = headerValue(req.headers.authorization) as string
+  // The route's credential; on a client's own fill, that client's value for the header wins.
+  if (authorized) withOwnOrRouteCredential(headers, routed.route)
+  else withRouteCredential(headers, routed.route)
   return {
     key: routed.key,
     registryKey: authorized ? `${storeKey}\u0000private${++privateFills}` : storeKey,

@@ -59,6 +59,8 @@ export class ForwardProxy {
         timeouts: this.#config.timeouts,
         followRedirects: false,
         profile,
+        upstreamAuth: undefined,
+        shareAuthenticated: false,
       })
       this.#routes.set(id, route)
     }

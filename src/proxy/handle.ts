@@ -20,6 +20,7 @@ import { askOwner } from './owner.js'
 import { passOn } from './pass-on.js'
 import { routeRequest, type Routed } from './route.js'
 import { sendStored } from './send-stored.js'
+import { canShareFetched } from './upstream-auth.js'
 
 export type { Deps, Exchange } from './exchange.js'
 
@@ -50,6 +51,8 @@ export function handle(x: Exchange, deps: Deps): Promise<void> | undefined {
   // A route rule that forbids storing: this client's own upstream request.
   const rule = matchRule(routed.route.rules, routed.relativePath)
   if (rule?.mode === 'no-store') return fetchOwn(x, deps, routed, 'bypass')
+  // A route whose credential's answers are not shared (no shareAuthenticated): the same.
+  if (!canShareFetched(routed.route)) return fetchOwn(x, deps, routed, 'bypass')
 
   const rd = parseRequestDirectives(headerValue(x.req.headers['cache-control']), headerValue(x.req.headers.pragma))
   // Credentials: never answered from the shared cache; the response is stored only when it

@@ -8,10 +8,14 @@ import type { Deps, Exchange } from './exchange.js'
 import { freshnessOf, lookup } from './lookup.js'
 import type { Routed } from './route.js'
 import { sendStored } from './send-stored.js'
+import { canShareFetched } from './upstream-auth.js'
 
 export async function sendOffline(x: Exchange, deps: Deps, routed: Routed): Promise<void> {
   const rule = matchRule(routed.route.rules, routed.relativePath)
-  const { entry } = x.req.headers.authorization === undefined ? await lookup(x, deps, routed) : { entry: undefined }
+  // Never from the cache: a client with its own credentials, or a route that does not share what its
+  // credential fetches (an entry may be left from a config that did).
+  const shared = x.req.headers.authorization === undefined && canShareFetched(routed.route)
+  const { entry } = shared ? await lookup(x, deps, routed) : { entry: undefined }
   if (entry !== undefined) {
     const freshness = freshnessOf(entry, rule)
     const now = deps.now()

@@ -18,6 +18,7 @@ import { buildHead, writeHead } from '../respond/head.js'
 import { privateHeaders } from './forward-headers.js'
 import { transformedHeaders, transformFor, type ServedTransform } from '../respond/body-transform.js'
 import { headerValue } from '../http/headers.js'
+import { upgradeCredential, withOwnOrRouteCredential } from './upstream-auth.js'
 
 export class PassThrough {
   readonly #proxy: ProxyServer
@@ -66,7 +67,7 @@ export class PassThrough {
         routed.route,
         target,
         req.method ?? 'GET',
-        privateHeaders(req.headers),
+        withOwnOrRouteCredential(privateHeaders(req.headers), routed.route),
         hasBody ? req : null,
         abort.signal,
       )
@@ -89,7 +90,8 @@ export class PassThrough {
   /** Proxies an upgrade (e.g. WebSocket) to the route's first upstream. */
   ws(req: IncomingMessage, socket: Duplex, head: Buffer, routed: Routed): void {
     const target = upstreamUrl(routed)
-    this.#proxy.ws(req, socket as never, { target, ...(this.#ca === undefined ? {} : { ca: this.#ca }) }, head).catch((err: unknown) => {
+    const options = { target, headers: upgradeCredential(req.headers, routed.route), ...(this.#ca === undefined ? {} : { ca: this.#ca }) }
+    this.#proxy.ws(req, socket as never, options, head).catch((err: unknown) => {
       this.#log.warn({ err, target: target.href }, 'upgrade pass-through failed')
       socket.destroy()
     })
@@ -126,7 +128,7 @@ export async function fetchPrivately(
   const response = await upstream.request(routed.route, {
     method: req.method === 'HEAD' ? 'HEAD' : 'GET',
     relativePath: routed.relativePath,
-    headers: privateHeaders(req.headers),
+    headers: withOwnOrRouteCredential(privateHeaders(req.headers), routed.route),
   })
   const headers = isRedirect(response.status) ? rewriteLocation(response.headers, routed.route, response.url) : response.headers
   await streamResponse(req, res, { ...response, headers }, cacheStatus, transform, routed.relativePath)

@@ -48,6 +48,8 @@ export interface ProxyOptions extends Omit<ConfigInput, 'listen' | 'upstream'> {
   readonly now?: () => number
   /** Serve-time body transforms by route prefix (MirrorOptions.transforms). */
   readonly transforms?: MirrorOptions['transforms']
+  /** The environment resolveConfig reads (default: none), e.g. a route's upstreamAuth variable. */
+  readonly env?: Record<string, string | undefined>
 }
 
 /**
@@ -65,8 +67,8 @@ export async function startProxy(t: TestContext, options: ProxyOptions = {}): Pr
   const logs: LogLine[] = []
   let mirror: Mirror
   try {
-    const { transforms: _transforms, now: _now, ...input } = options
-    const config = resolveConfig({ ...input, upstream, cacheDir, listen: '127.0.0.1:0', logLevel: options.logLevel ?? 'debug' }, {})
+    const { transforms: _transforms, now: _now, env = {}, ...input } = options
+    const config = resolveConfig({ ...input, upstream, cacheDir, listen: '127.0.0.1:0', logLevel: options.logLevel ?? 'debug' }, env)
     const sink = new Writable({
       write(chunk: Buffer, _enc, cb) {
         for (const line of chunk.toString('utf8').split('\n')) if (line !== '') logs.push(JSON.parse(line) as LogLine)

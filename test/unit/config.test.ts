@@ -221,7 +221,7 @@ test('config file routes become normalized routes with compiled rules', (t) => {
     routes: [
       {
         prefix: '/debian',
-        upstreams: ['https://deb.debian.org/debian', 'http://mirror.test/debian/'],
+        upstreams: ['https://deb.example.org/debian', 'http://mirror.test/debian/'],
         rules: [
           { match: '\\.deb$', cache: 'immutable' },
           { match: '/InRelease$', cache: 'revalidate', ttl: '10m' },
@@ -235,7 +235,7 @@ test('config file routes become normalized routes with compiled rules', (t) => {
   const config = resolveConfig({ config: file }, {})
   const debian = config.routes.find((r) => r.prefix === '/debian/')
   assert.ok(debian)
-  assert.deepEqual(hrefs(debian), ['https://deb.debian.org/debian/', 'http://mirror.test/debian/'])
+  assert.deepEqual(hrefs(debian), ['https://deb.example.org/debian/', 'http://mirror.test/debian/'])
   const rules = debian.rules.map((r: CacheRule) => ({ source: r.pattern.source, mode: r.mode, ttlMs: r.ttlMs }))
   assert.deepEqual(rules, [
     { source: '\\.deb$', mode: 'immutable', ttlMs: undefined },
@@ -468,7 +468,7 @@ test('unknown keys are problems at the top level, in a route and in a rule', (t)
     ],
     [
       { routes: [{ prefix: '/', upstream: [UP], upstreams: [UP] }] },
-      'routes[0].upstream: unknown key (expected one of prefix, upstreams, rules, timeouts, followRedirects, profile)',
+      'routes[0].upstream: unknown key (expected one of prefix, upstreams, rules, timeouts, followRedirects, profile, upstreamAuth, shareAuthenticated)',
     ],
     [
       { routes: [{ prefix: '/', upstreams: [UP], rules: [{ match: 'x', ttl: 1, maxAge: 3 }] }] },

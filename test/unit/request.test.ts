@@ -15,6 +15,8 @@ const route = (prefix: string): Route => ({
   followRedirects: false,
   profile: undefined,
   timeouts: { connectMs: 1000, headersMs: 1000, bodyIdleMs: 1000 },
+  upstreamAuth: undefined,
+  shareAuthenticated: false,
 })
 const ROUTES = [route('/debian/security/'), route('/debian/'), route('/')]
 
