@@ -94,6 +94,15 @@ test('serve --help exits 0 and lists every serve option', async () => {
   for (const option of SERVE_OPTIONS) assert.ok(result.stdout.includes(option), `serve --help lists ${option}:\n${result.stdout}`)
 })
 
+test('cachemir profiles exits 0 and lists each profile with its rules', async () => {
+  const result = await runCli(['profiles'])
+
+  assert.equal(result.code, 0, result.stderr)
+  for (const name of ['debian', 'alpine', 'npm', 'pypi', 'static']) assert.match(result.stdout, new RegExp(`^${name}: `, 'm'), name)
+  assert.match(result.stdout, /^ {2}immutable {2}\(\^\|\\\/\)pool\\\//m, 'the debian pool/ rule is listed')
+  assert.match(result.stdout, /^ {2}no-store {2}\. {2}\(login, publish/m, 'the npm pass-through rule is listed')
+})
+
 test('an unknown flag exits 2 with one line naming it', async (t) => {
   const result = await runCli(await serveArgs(t, ['--bogus']))
 
