@@ -22,6 +22,12 @@ export interface Profile {
   readonly variants?: readonly string[]
   /** Whether a stored 200 for this path, with these headers, is metadata whose upstream URLs are rewritten. */
   rewrites?(relativePath: string, headers: RawHeaders): boolean
+  /**
+   * What opens a URL in the rewritten metadata (`href="`). An absolute-path reference after one
+   * (`href="/simple/x/"`) is resolved against the route's first upstream and rewritten like an
+   * absolute URL, so it keeps pointing below the route's prefix. Default: none.
+   */
+  readonly pathReferenceOpeners?: readonly string[]
 }
 
 const MINUTE = 60_000

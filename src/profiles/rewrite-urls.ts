@@ -1,7 +1,8 @@
 // src/profiles/rewrite-urls.ts
 // Serve-time rewriting of metadata (npm documents, PyPI simple pages) so that the URLs it holds
 // for files on the upstreams point at the mirror: each route's upstream base URL becomes the
-// mirror's base plus that route's prefix. Streamed: only a pattern's length less one byte is held
+// mirror's base plus that route's prefix, and so does an absolute-path reference (`href="/…"`)
+// where the profile says how one opens. Streamed: only a pattern's length less one byte is held
 // back between chunks, so a document of any size is rewritten in bounded memory.
 
 import { Transform, type TransformCallback } from 'node:stream'
@@ -26,12 +27,38 @@ export function urlRewriteFor(route: Route, routes: readonly Route[]): BodyTrans
   const profile = profileNamed(route.profile)
   if (profile?.rewrites === undefined) return undefined
   const mappings = upstreamMappings(routes)
+  const openers = profile.pathReferenceOpeners ?? []
   return {
-    name: 'urls-v1',
+    name: openers.length === 0 ? 'urls-v1' : 'urls-v2',
     usesBase: true,
     applies: (relativePath, headers) => profile.rewrites?.(relativePath, headers) === true,
-    create: ({ base }) => new UrlRewriter(mappings.map((m) => ({ from: Buffer.from(m.from), to: Buffer.from(base + m.prefix) }))),
+    create: ({ base }) =>
+      new UrlRewriter([
+        ...mappings.map((m) => ({ from: Buffer.from(m.from), to: Buffer.from(base + m.prefix) })),
+        ...pathReplacements(route, mappings, openers, base),
+      ]),
   }
+}
+
+/**
+ * For each opener (`href="`): an absolute-path reference resolves against the route's upstream,
+ * so `/p…` after it becomes what the URL `<upstream origin>/p…` becomes. Under an upstream path a
+ * route serves: the mirror's URL for it; elsewhere on that host: the absolute upstream URL, which
+ * still works (a bare `/p…` on the mirror would not exist). `//` (another host) is left alone.
+ * The route's first upstream stands for all of them: they serve the same paths.
+ */
+function pathReplacements(route: Route, mappings: readonly UrlMapping[], openers: readonly string[], base: string): Replacement[] {
+  const upstream = route.upstreams[0]
+  if (upstream === undefined) return []
+  const sameHost = mappings.flatMap((m) => {
+    const url = new URL(m.from)
+    return url.origin === upstream.origin ? [{ path: url.pathname, to: base + m.prefix }] : []
+  })
+  if (!sameHost.some((m) => m.path === '/')) sameHost.push({ path: '/', to: `${upstream.origin}/` })
+  return openers.flatMap((opener) => [
+    { from: Buffer.from(`${opener}//`), to: Buffer.from(`${opener}//`) },
+    ...sameHost.map((m) => ({ from: Buffer.from(opener + m.path), to: Buffer.from(opener + m.to) })),
+  ])
 }
 
 interface Replacement {
