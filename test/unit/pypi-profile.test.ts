@@ -18,6 +18,8 @@ const route = (prefix: string, upstream: string): Route => ({
   rules: pypi.rules,
   followRedirects: false,
   profile: 'pypi',
+  upstreamAuth: undefined,
+  shareAuthenticated: false,
   timeouts: { connectMs: 1000, headersMs: 1000, bodyIdleMs: 1000 },
 })
 
