@@ -29,7 +29,10 @@ function requestLines(mirror: ProxyProcess): string {
     .join('\n')
 }
 
-/** Runs apt-get and asserts it succeeded without an error or a warning (apt's E: and W: lines). */
+/**
+ * Runs apt-get and asserts it succeeded without an error or a warning: `apt-get update` exits 0
+ * even when an index failed to download (`W: Failed to fetch …`), so the exit code alone says little.
+ */
 async function aptOk(client: AptClient, mirror: ProxyProcess, args: readonly string[]): Promise<AptResult> {
   const result = await client.run(args)
   const context = `apt-get ${args.join(' ')}\nexit ${result.code}\nstdout:\n${result.stdout}\nstderr:\n${result.stderr}\nmirror requests:\n${requestLines(mirror)}`
