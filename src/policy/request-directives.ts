@@ -61,6 +61,10 @@ export function parseRequestDirectives(cacheControl: string | undefined, pragma:
 export type Use = 'fresh' | 'stale-ok' | 'stale-while-revalidate' | 'revalidate'
 
 export function decideUse(f: Freshness, responseAt: number, now: number, rd: RequestDirectives): Use {
+  // An immutable rule names content that never changes: a client's no-cache, max-age or min-fresh
+  // cannot get a newer copy, only refetch the same bytes (apt sends max-age=0 for every index
+  // file, its by-hash/ ones included).
+  if (f.source === 'rule-immutable') return 'fresh'
   if (rd.noCache || f.noCache) return 'revalidate'
   const age = currentAgeMs(f, responseAt, now)
   // max-stale relaxes only "must be fresh"; the client's age limit still holds (§5.2.1.1).

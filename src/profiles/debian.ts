@@ -1,7 +1,8 @@
 // src/profiles/debian.ts
 // apt repositories (Debian, Ubuntu, and others laid out the same way): the indexes under dists/
 // change with every publication and are always revalidated; by-hash/ copies and pool/ files are
-// named for their content and never change.
+// named for their content and never change. apt asks for every index with `Cache-Control:
+// max-age=0`, by-hash/ ones included; an immutable rule ignores that, so those stay hits.
 
 import { rule, type Profile } from './profile.js'
 

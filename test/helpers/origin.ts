@@ -29,7 +29,12 @@ export interface Origin {
 
 export type Handler = (req: IncomingMessage, res: ServerResponse) => void | Promise<void>
 
-export async function startOrigin(t: TestContext | undefined, handler: Handler): Promise<Origin> {
+export interface OriginOptions {
+  /** Listen on this port (an origin started again where a mirror expects it); default 0, a free one. */
+  port?: number
+}
+
+export async function startOrigin(t: TestContext | undefined, handler: Handler, options: OriginOptions = {}): Promise<Origin> {
   const requests: OriginRequest[] = []
   const sockets = new Set<Socket>()
 
@@ -44,7 +49,7 @@ export async function startOrigin(t: TestContext | undefined, handler: Handler):
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
+    server.listen(options.port ?? 0, '127.0.0.1', () => {
       server.off('error', reject)
       resolve()
     })

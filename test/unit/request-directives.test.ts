@@ -223,6 +223,16 @@ const USE_CASES: readonly UseCase[] = [
     request: {},
     use: 'fresh',
   },
+  // Content-addressed files: a client's reload cannot get other bytes (apt sends max-age=0 for by-hash/ indexes).
+  {
+    name: 'an immutable rule and a request max-age=0',
+    cacheControl: 'max-age=0',
+    rule: IMMUTABLE,
+    at: 60,
+    request: { maxAgeMs: 0 },
+    use: 'fresh',
+  },
+  { name: 'an immutable rule and a request no-cache', cacheControl: '', rule: IMMUTABLE, at: 60, request: { noCache: true }, use: 'fresh' },
 ]
 
 for (const c of USE_CASES) {
