@@ -62,12 +62,14 @@ export async function fillAndSend(
         return await fetchOwn(x, deps, routed, fwd)
       }
       case 'uncacheable': {
-        // The upstream answered 5xx: a stale copy may stand in (stale-if-error, RFC 5861).
+        // The upstream answered 5xx: a stale copy may stand in (stale-if-error, RFC 5861). On a
+        // profile route a mirror's last copy beats a proxy's 502 as it beats an unreachable host.
         const status = outcome.response.status
+        const likeUnreachable = routed.route.profile !== undefined
         if (
           previous !== undefined &&
           status >= 500 &&
-          canServeStaleOnError(freshnessOf(previous, rule), previous.meta.responseAt, now, false)
+          canServeStaleOnError(freshnessOf(previous, rule), previous.meta.responseAt, now, likeUnreachable)
         ) {
           x.outcome = { fwd: 'stale', fwdStatus: status, detail: 'stale-if-error' }
           if ((await sendStored(x, deps, routed, previous, freshnessOf(previous, rule))) === 'sent') return

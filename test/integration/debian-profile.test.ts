@@ -157,6 +157,27 @@ test('with the upstream gone, every file stored before is served: indexes stale,
   for (const path of IMMUTABLE) assert.match(await fetchPath(proxy, path, APT_INDEX_HEADERS), /^cachemir; hit/, path)
 })
 
+test('an upstream answering 502 (a corporate proxy with the archive gone) gets the stored indexes served stale, not the 502', async (t) => {
+  let failing = false
+  const origin = await startOrigin(t, (req, res) =>
+    failing
+      ? sendBody(req, res, Buffer.from('proxy error'), { status: 502 })
+      : sendBody(req, res, Buffer.from(`${req.url ?? ''} publication 1`), { headers: { 'content-type': 'application/octet-stream' } }),
+  )
+  const proxy = await startDebianMirror(t, origin)
+  for (const path of REVALIDATED) await fetchPath(proxy, path)
+  failing = true
+  for (const path of REVALIDATED) {
+    assert.equal(await fetchPath(proxy, path, APT_INDEX_HEADERS), 'cachemir; fwd=stale; fwd-status=502; detail=stale-if-error', path)
+  }
+  // Without a profile a 502 is passed on, as RFC 5861 has it when the response did not allow stale-if-error.
+  const plain = await startConfiguredProxy(t, { routes: [{ prefix: '/debian/', upstreams: [`${origin.url}/debian/`] }] })
+  failing = false
+  assert.equal((await get(plain.url('/debian/dists/stable/InRelease'))).status, 200)
+  failing = true
+  assert.equal((await get(plain.url('/debian/dists/stable/InRelease'))).status, 502)
+})
+
 test('--profile debian on the --upstream route applies the same rules below any path', async (t) => {
   const { origin } = await startRepoOrigin(t)
   const proxy = await startProxy(t, { upstream: `${origin.url}/`, profile: 'debian' })
