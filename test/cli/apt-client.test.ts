@@ -107,3 +107,42 @@ test('apt-get updates and downloads through the debian profile, from the cache w
   asked(repo.indexes.packagesGzByHash, 1, 'the new index, by its new hash')
   asked(hello2.filename, 1, 'the new pool file')
 })
+
+test('apt-get with the mirror as its Acquire::http::Proxy: cached by the guessed debian profile, served while the upstream is down', async (t) => {
+  const missing = missingAptGet() ?? missingDebTools()
+  if (missing !== undefined) return t.skip(missing)
+
+  const repo = await makeAptRepo(t, [['cachemir-hello', '1.0']])
+  const hello = repo.published[0] as DebPackage
+  const origin = await startOrigin(t, serveRepo(repo.dir, PREFIX))
+  const cacheDir = await makeTempDir(t, 'cachemir-apt-cache-')
+  // The --upstream route is not used here: apt names the origin's host in each request.
+  const args = ['--upstream', `${origin.url}/unused/`, '--proxy-allow', `127.0.0.1:${origin.port}`, '--cache-dir', cacheDir]
+  const mirror = await startProxyProcess(t, args)
+  const source = `deb [trusted=yes] ${origin.url}/debian ${SUITE} ${COMPONENT}`
+  const asked = (p: string, times: number, what: string): void =>
+    assert.equal(origin.count(PREFIX + p), times, `${what}: ${p}\nmirror requests:\n${requestLines(mirror)}`)
+
+  const first = await makeAptClient(t, source, repo.arch, mirror.url('/'))
+  await aptOk(first, mirror, ['update'])
+  await aptOk(first, mirror, ['download', hello.name])
+  assert.equal(await downloadedSha256(first, hello), hello.sha256)
+  assert.match(
+    requestLines(mirror),
+    new RegExp(`^GET http://127\\.0\\.0\\.1:${origin.port}/debian/pool/`, 'm'),
+    'apt asked the mirror as a proxy',
+  )
+
+  const second = await makeAptClient(t, source, repo.arch, mirror.url('/'))
+  await aptOk(second, mirror, ['update'])
+  await aptOk(second, mirror, ['download', hello.name])
+  asked(repo.indexes.release, 2, 'Release, revalidated')
+  asked(repo.indexes.packagesGzByHash, 1, 'the by-hash index, from the cache')
+  asked(hello.filename, 1, 'the pool file, from the cache')
+
+  await origin.close()
+  const third = await makeAptClient(t, source, repo.arch, mirror.url('/'))
+  await aptOk(third, mirror, ['update'])
+  await aptOk(third, mirror, ['download', hello.name])
+  assert.equal(await downloadedSha256(third, hello), hello.sha256)
+})

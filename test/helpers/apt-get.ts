@@ -41,12 +41,13 @@ export function missingAptGet(): string | undefined {
 }
 
 /**
- * A fresh apt client (an empty state and cache: a new machine) whose only source is `sourcesLine`.
+ * A fresh apt client (an empty state and cache: a new machine) whose only source is `sourcesLine`,
+ * reached directly or through `httpProxy` (Acquire::http::Proxy).
  * APT_CONFIG is read before /etc/apt/apt.conf.d and /etc/apt/apt.conf, so pointing Dir::Etc::Parts
  * and Dir::Etc::Main away from them keeps every file of the machine's configuration out. Every
  * child still running is killed by t.after.
  */
-export async function makeAptClient(t: TestContext, sourcesLine: string, arch: string): Promise<AptClient> {
+export async function makeAptClient(t: TestContext, sourcesLine: string, arch: string, httpProxy = 'DIRECT'): Promise<AptClient> {
   // Registered before the temp dir's removal, so it runs first.
   const children = new Set<ChildProcess>()
   t.after(() => {
@@ -83,7 +84,7 @@ export async function makeAptClient(t: TestContext, sourcesLine: string, arch: s
     // A failure must show, not be retried away with back-off.
     'Acquire::Retries': '0',
     'Acquire::http::Timeout': '20',
-    'Acquire::http::Proxy': 'DIRECT',
+    'Acquire::http::Proxy': httpProxy,
     'Acquire::https::Proxy': 'DIRECT',
   }
   const lines = Object.entries(settings).map(([key, value]) => `${key} "${value}";`)
