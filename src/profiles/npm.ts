@@ -21,7 +21,7 @@ export const npm: Profile = {
   rules: [
     rule(TARBALL, 'immutable', 'a published tarball never changes (npm refuses to republish a version)'),
     rule(DOCUMENT, 'default', 'package documents change when a version is published: 5 minutes, then revalidated', TTL.minutes(5)),
-    rule(/./, 'no-store', 'login, publish, audit, search and dist-tags are passed through uncached'),
+    rule(/./, 'no-store', 'login, publish, audit, search, dist-tags and single versions are passed through uncached'),
   ],
   variants: ['npm-abbreviated', 'npm-full'],
   variantOf(relativePath, headers) {
