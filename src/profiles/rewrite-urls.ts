@@ -31,6 +31,9 @@ export function urlRewriteFor(route: Route, routes: readonly Route[]): BodyTrans
     usesBase: true,
     applies: (relativePath, headers) => profile.rewrites?.(relativePath, headers) === true,
     create: ({ base }) => new UrlRewriter(mappings.map((m) => ({ from: Buffer.from(m.from), to: Buffer.from(base + m.prefix) }))),
+    // The profile picks the representation of a negotiated target by Accept (variantOf answers
+    // for such a target whatever the headers): say so, for the caches and clients downstream.
+    varyFor: (relativePath) => (profile.variantOf?.(relativePath, {}) === undefined ? [] : ['Accept']),
   }
 }
 
