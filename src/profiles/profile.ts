@@ -20,6 +20,13 @@ export interface Profile {
   variantOf?(relativePath: string, headers: IncomingHttpHeaders): string | undefined
   /** Every token variantOf returns (a purge of the URL drops each). */
   readonly variants?: readonly string[]
+  /**
+   * The target below the prefix as the path-safety check sees it, for ecosystems whose clients
+   * escape a '/' by design (npm's `@scope%2fname`): that one escape decoded, so the check lets it
+   * through and still refuses every other encoded separator and dot segment. The target itself
+   * (forwarded upstream, keyed) is never changed.
+   */
+  pathForSafetyCheck?(relativePath: string): string
   /** Whether a stored 200 for this path, with these headers, is metadata whose upstream URLs are rewritten. */
   rewrites?(relativePath: string, headers: RawHeaders): boolean
   /**

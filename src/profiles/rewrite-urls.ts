@@ -37,6 +37,9 @@ export function urlRewriteFor(route: Route, routes: readonly Route[]): BodyTrans
         ...mappings.map((m) => ({ from: Buffer.from(m.from), to: Buffer.from(base + m.prefix) })),
         ...pathReplacements(route, mappings, openers, base),
       ]),
+    // The profile picks the representation of a negotiated target by Accept (variantOf answers
+    // for such a target whatever the headers): say so, for the caches and clients downstream.
+    varyFor: (relativePath) => (profile.variantOf?.(relativePath, {}) === undefined ? [] : ['Accept']),
   }
 }
 
@@ -79,10 +82,24 @@ export class UrlRewriter extends Transform {
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, done: TransformCallback): void {
-    const buf = this.#carry.length === 0 ? chunk : Buffer.concat([this.#carry, chunk])
+    const hold = this.#holdBytes
+    let from = 0
+    if (this.#carry.length > 0) {
+      // The carry (at most `hold` bytes) joined with the chunk's first `hold` bytes holds every
+      // match that starts in the carry. Joining only those, not the whole chunk, keeps the garbage
+      // per chunk small: a copy of every chunk would be garbage the size of the document.
+      const carried = this.#carry.length
+      const head = Buffer.concat([this.#carry, chunk.subarray(0, hold)])
+      if (head.length - carried === chunk.length) {
+        // A chunk no longer than `hold`: all of it is in head.
+        this.#carry = Buffer.from(head.subarray(this.#rewrite(head, Math.max(0, head.length - hold))))
+        return done()
+      }
+      from = this.#rewrite(head, carried) - carried
+    }
     // A match must start before `safe`; what follows may be the start of one cut by the chunk end.
-    const kept = this.#rewrite(buf, Math.max(0, buf.length - this.#holdBytes))
-    this.#carry = Buffer.from(buf.subarray(kept))
+    const kept = this.#rewrite(chunk, Math.max(from, chunk.length - hold), from)
+    this.#carry = Buffer.from(chunk.subarray(kept))
     done()
   }
 
@@ -93,11 +110,14 @@ export class UrlRewriter extends Transform {
     done()
   }
 
-  /** Pushes `buf` rewritten up to `safe` (matches starting before it are complete); returns where it stopped. */
-  #rewrite(buf: Buffer, safe: number): number {
-    let pos = 0
+  /**
+   * Pushes `buf` from `from` rewritten up to `safe` (matches starting before it are complete, and
+   * one may run past it); returns where it stopped.
+   */
+  #rewrite(buf: Buffer, safe: number, from = 0): number {
+    let pos = from
     // Where each pattern next occurs (-1: nowhere), searched again only once passed.
-    const next = this.#replacements.map((r) => buf.indexOf(r.from))
+    const next = this.#replacements.map((r) => buf.indexOf(r.from, from))
     for (;;) {
       let at = -1
       let hit = -1

@@ -5,6 +5,7 @@
 
 import type { Route } from '../config.js'
 import { BadRequestError, NotFoundError, type ForbiddenError } from '../errors.js'
+import { profileNamed } from '../profiles/profiles.js'
 import { urlKey } from './cache-key.js'
 
 export interface Routed {
@@ -34,14 +35,18 @@ export function routeRequest(routes: readonly Route[], target: string): RouteRes
   const q = target.indexOf('?')
   const path = q < 0 ? target : target.slice(0, q)
   const query = q < 0 ? '' : target.slice(q)
-  const unsafe = unsafePathReason(path)
-  if (unsafe !== undefined) return badRequest(unsafe)
   for (const route of routes) {
     if (path.startsWith(route.prefix)) {
-      return { route, relativePath: path.slice(route.prefix.length) + query, key: urlKey(path, query) }
+      const relative = path.slice(route.prefix.length)
+      // A profile may name the one escaped '/' its clients send by design (npm's @scope%2fname).
+      const checked = profileNamed(route.profile)?.pathForSafetyCheck?.(relative) ?? relative
+      const unsafe = unsafePathReason(route.prefix + checked)
+      if (unsafe !== undefined) return badRequest(unsafe)
+      return { route, relativePath: relative + query, key: urlKey(path, query) }
     }
   }
-  return notFound('no route for this path')
+  const unsafe = unsafePathReason(path)
+  return unsafe === undefined ? notFound('no route for this path') : badRequest(unsafe)
 }
 
 export function badRequest(reason: string): Refused {

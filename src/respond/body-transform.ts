@@ -11,7 +11,9 @@
 // - ignores Range and If-Range (RFC 9110 §14.2 lets a server send the whole representation) and
 //   drops Accept-Ranges and the digests of the original bytes;
 // - from a gzip, deflate or br body: is decoded for the transform, and encoded again the same way
-//   when the client accepts that coding, else sent as identity (the ETag then says so too).
+//   when the client accepts that coding, else sent as identity (the ETag then says so too);
+// - names in Vary the request headers the route chose this representation by (a profile's Accept
+//   negotiation), which the upstream may not have declared.
 
 import { Duplex, pipeline, type Transform } from 'node:stream'
 import { createBrotliCompress, createBrotliDecompress, createGunzip, createGzip, createInflate, createDeflate } from 'node:zlib'
@@ -36,6 +38,11 @@ export interface BodyTransform {
   create(context: TransformContext): Transform
   /** The output depends on `context.base`: the derived ETag then names the base too. */
   readonly usesBase?: boolean
+  /**
+   * Request headers besides the coding that select the representation served for this target
+   * (a profile's negotiation, `['Accept']`): added to Vary unless the upstream's names them.
+   */
+  varyFor?(relativePath: string): readonly string[]
 }
 
 /** A transform bound to one request's context: what the senders use. */
@@ -44,6 +51,7 @@ export interface ServedTransform {
   readonly name: string
   applies(relativePath: string, headers: RawHeaders): boolean
   create(): Transform
+  varyFor?(relativePath: string): readonly string[]
 }
 
 /** A transform as it applies to one stored response: codings decided, headers derivable. */
@@ -54,6 +62,8 @@ export interface AppliedTransform {
   readonly source: Coding | undefined
   /** The coding sent, undefined for identity. */
   readonly output: Coding | undefined
+  /** Request headers the representation was selected by, for Vary (besides Accept-Encoding). */
+  readonly vary: readonly string[]
   create(): Duplex
 }
 
@@ -72,11 +82,13 @@ export function checkTransform(transform: BodyTransform): BodyTransform {
 
 /** `transform` for one request: its context bound, its name naming the base when the output uses it. */
 export function bindTransform(transform: BodyTransform, context: TransformContext, baseTag: () => string): ServedTransform {
-  return {
+  const served: ServedTransform = {
     name: transform.usesBase === true ? `${transform.name}.${baseTag()}` : transform.name,
     applies: (relativePath, headers) => transform.applies(relativePath, headers),
     create: () => transform.create(context),
   }
+  const varyFor = transform.varyFor?.bind(transform)
+  return varyFor === undefined ? served : { ...served, varyFor }
 }
 
 /**
@@ -94,12 +106,14 @@ export function transformFor(
   if (transform === undefined || status !== 200) return undefined
   const coding = codingOf(getRaw(headers, 'content-encoding'))
   if (coding === null || !transform.applies(relativePath, headers)) return undefined
-  if (coding === undefined) return { name: transform.name, source: undefined, output: undefined, create: () => transform.create() }
+  const vary = transform.varyFor?.(relativePath) ?? []
+  if (coding === undefined) return { name: transform.name, source: undefined, output: undefined, vary, create: () => transform.create() }
   const output = accepts(acceptEncoding, coding) ? coding : undefined
   return {
     name: output === undefined ? `${transform.name}.identity` : transform.name,
     source: coding,
     output,
+    vary,
     create: () =>
       chain(output === undefined ? [decoder(coding), transform.create()] : [decoder(coding), transform.create(), encoder(coding)]),
   }
@@ -118,18 +132,22 @@ export function transformedHeaders(stored: RawHeaders, applied: AppliedTransform
   let out = byName.get(applied.name)
   if (out === undefined) {
     const next: string[] = []
-    let varyNamesCoding = false
+    const varied = new Set<string>()
     for (let i = 0; i < stored.length; i += 2) {
       const name = stored[i] as string
       const value = stored[i + 1] as string
       const lower = name.toLowerCase()
       if (DROPPED.has(lower)) continue
       if (lower === 'content-encoding' && applied.output === undefined) continue
-      if (lower === 'vary' && /(^|,)\s*(accept-encoding|\*)\s*(,|$)/i.test(value)) varyNamesCoding = true
+      if (lower === 'vary') for (const member of splitList(value)) varied.add(member.toLowerCase())
       next.push(name, lower === 'etag' ? deriveEtag(value, applied.name) : value)
     }
-    // Whether the body goes out coded now depends on the request's Accept-Encoding.
-    if (applied.source !== undefined && !varyNamesCoding) next.push('Vary', 'Accept-Encoding')
+    // Whether the body goes out coded now depends on the request's Accept-Encoding, and which
+    // representation it is on the headers the route negotiated by.
+    const missing = (applied.source === undefined ? applied.vary : ['Accept-Encoding', ...applied.vary]).filter(
+      (name) => !varied.has('*') && !varied.has(name.toLowerCase()),
+    )
+    if (missing.length > 0) next.push('Vary', missing.join(', '))
     out = next
     byName.set(applied.name, out)
   }
