@@ -6,6 +6,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Logger } from 'pino'
 import type { Config } from '../config.js'
 import type { TieredStore } from '../cache/tiered-store.js'
+import type { Integrity } from '../integrity/integrity.js'
 import type { Peers } from '../cluster/peers.js'
 import { bindTransform, type BodyTransform, type ServedTransform } from '../respond/body-transform.js'
 import { publicBase } from './public-base.js'
@@ -28,6 +29,8 @@ export interface Deps {
   readonly cacheStatus: CacheStatusWriter
   /** Body transforms by route prefix (empty: every route serves the stored bytes). */
   readonly transforms: ReadonlyMap<string, BodyTransform>
+  /** Checks of npm, apt and PyPI files against their published digests. */
+  readonly integrity: Integrity
 }
 
 /** One request's context; the handler fills in what the request-completed log line reports. */
