@@ -294,24 +294,48 @@ test('npm: without a cached package document the tarball is not checked and is s
   assert.equal(proxy.logs.filter((l) => l.msg === MISMATCH).length, 0)
 })
 
-test('npm: a chunked tampered tarball never gets its last chunk; a range request on the checked fill gets a 502, not a part of it', async (t) => {
+test('npm: a chunked tampered tarball never gets its last chunk', async (t) => {
   const good = makeBody(1 * MiB, 15)
-  const { origin, proxy, served } = await startNpm(t, good)
+  const { proxy, served } = await startNpm(t, good)
   await cacheNpmDocument(proxy)
   const bad = tamper(good)
   served.body = bad
   served.chunked = true
   served.halfway = gate(t)
+  const r = await getWhileFilling(proxy, TARBALL, served)
+  assert.equal(r.headers['transfer-encoding'], 'chunked')
+  await assertRefused(proxy, r, bad, TARBALL, { algorithm: 'sha512', expected: digest('sha512', good) })
+})
+
+test('npm: a range request joining a checked fill waits for the check: a 502 on a mismatch, never the bytes it asked for', async (t) => {
+  const good = makeBody(1 * MiB, 17)
+  const { origin, proxy, served } = await startNpm(t, good)
+  await cacheNpmDocument(proxy)
+  const bad = tamper(good)
+  served.body = bad
+  served.halfway = gate(t)
   const first = await getFirstBytes(proxy.url(TARBALL), 64 * KiB)
-  // Joins the same fill, asking for bytes the mirror already has: it waits for the check instead.
+  // The fill already has bytes 0-99 (and knows the length), yet they are not served before the check.
   const ranged = get(proxy.url(TARBALL), { headers: { range: 'bytes=0-99' } })
   await until(() => proxy.mirror.fills.counters.joined === 1, 'the range request to join the fill')
   served.halfway.open()
-  const r = await first.rest()
-  await assertRefused(proxy, r, bad, TARBALL, { algorithm: 'sha512', expected: digest('sha512', good) })
+  await assertRefused(proxy, await first.rest(), bad, TARBALL, { algorithm: 'sha512', expected: digest('sha512', good) })
   const range = await ranged
   assert.equal(range.status, 502, `the range: ${range.status} ${range.body.toString()}`)
+  assert.match(range.body.toString(), /integrity check failed/)
   assert.equal(origin.count(TARBALL), 1, 'the range client was not served from a fetch of its own')
+
+  // The correct file: the range is answered from the stored entry once it is checked.
+  served.body = good
+  served.halfway = gate(t)
+  const again = await getFirstBytes(proxy.url(TARBALL), 64 * KiB)
+  const part = get(proxy.url(TARBALL), { headers: { range: 'bytes=0-99' } })
+  await until(() => proxy.mirror.fills.counters.joined === 2, 'the second range request to join the fill')
+  served.halfway.open()
+  assertWhole(await again.rest(), good, 'the follower')
+  const partial = await part
+  assert.equal(partial.status, 206)
+  assert.ok(partial.body.equals(good.subarray(0, 100)))
 })
 
 test('npm: a chunked tarball that outgrows the disk budget is relayed, and still checked before its last bytes', async (t) => {

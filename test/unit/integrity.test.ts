@@ -86,10 +86,11 @@ test('findNear holds a chunk plus the surroundings, never the whole stream', asy
 })
 
 test('objectAround parses the innermost object around a position, skipping braces in strings and objects that end before it', () => {
-  const doc = Buffer.from('{"a":{"x":"{not","sig":[{"k":1}],"tarball":"u/-/p.tgz","deep":{"z":"}"}},"b":2}')
+  // Braces in strings that do not pair up: counted as structure, they would end the object in the wrong place.
+  const doc = Buffer.from('{"a":{"x":"{not","sig":[{"k":1}],"tarball":"u/-/p.tgz","deep":{"z":"x"},"w":"}}}"},"b":2}')
   const at = doc.indexOf('/-/p.tgz')
   const found = objectAround(doc, at, (o) => (typeof o.tarball === 'string' ? o : undefined))
-  assert.deepEqual(found, { x: '{not', sig: [{ k: 1 }], tarball: 'u/-/p.tgz', deep: { z: '}' } })
+  assert.deepEqual(found, { x: '{not', sig: [{ k: 1 }], tarball: 'u/-/p.tgz', deep: { z: 'x' }, w: '}}}' })
   // A window that cuts the object off finds nothing rather than a wrong object.
   assert.equal(
     objectAround(doc.subarray(0, at + 20), at, (o) => o),
