@@ -50,6 +50,19 @@ export class UpstreamBodyError extends CachemirError {
   }
 }
 
+/**
+ * A filled body did not hash to the digest its ecosystem publishes for it (src/integrity/): it is
+ * not stored, and its clients' responses end before their last bytes.
+ */
+export class IntegrityError extends CachemirError {
+  override name = 'IntegrityError'
+  readonly code = 'CACHEMIR_INTEGRITY_MISMATCH'
+  readonly statusCode = 502
+  constructor(url: string, algorithm: string, options?: ErrorOptions) {
+    super(`integrity check failed: ${url}: the body's ${algorithm} is not the published one`, options)
+  }
+}
+
 /** The request is malformed or unsafe (bad path, absolute-form URI, traversal). The message is the reason alone: it is the 400's body. */
 export class BadRequestError extends CachemirError {
   override name = 'BadRequestError'

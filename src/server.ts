@@ -23,6 +23,7 @@ import { healthEndpoint } from './admin/health.js'
 import { urlRewriteFor } from './profiles/rewrite-urls.js'
 import { ForwardProxy } from './proxy/forward-proxy.js'
 import { connectTarget, isConnectAllowed, openTunnel } from './proxy/connect-tunnel.js'
+import { Integrity } from './integrity/integrity.js'
 import type { Peers } from './cluster/peers.js'
 import { logCompleted } from './log.js'
 
@@ -71,10 +72,13 @@ export async function startMirror(config: Config, log: Logger, options: MirrorOp
   const passThrough = new PassThrough(log.child({ component: 'pass-through' }), upstream, cacheStatus)
   const transforms = checkedTransforms(config, options.transforms)
   const forward = config.proxyAllow.length === 0 ? undefined : new ForwardProxy(config)
-  const deps: Deps = { config, store, fills, upstream, passThrough, now, peers, cacheStatus, transforms, forward }
+  const integrity = new Integrity(store, config.routes, log.child({ component: 'integrity' }))
+  const deps: Deps = { config, store, fills, upstream, passThrough, now, peers, cacheStatus, transforms, forward, integrity }
   // Other workers' changes apply from now on, before this worker serves anything.
   const unsubscribe = peers?.subscribe(store, fills)
-  const admin = new AdminRouter(cacheStatus).add(healthEndpoint({ config, store, fills, upstream, peers, startedAt: Date.now() }))
+  const admin = new AdminRouter(cacheStatus).add(
+    healthEndpoint({ config, store, fills, upstream, peers, integrity, startedAt: Date.now() }),
+  )
   let nextId = 0
   let inFlight = 0
   let idle: (() => void) | undefined

@@ -5,6 +5,7 @@ import type { Config } from '../config.js'
 import type { TieredStore } from '../cache/tiered-store.js'
 import type { Peers } from '../cluster/peers.js'
 import type { FillRegistry } from '../upstream/fill-registry.js'
+import type { Integrity } from '../integrity/integrity.js'
 import type { UpstreamClient } from '../upstream/client.js'
 import { sendJson, type AdminEndpoint } from './router.js'
 
@@ -14,6 +15,8 @@ export interface HealthSources {
   readonly fills: FillRegistry
   readonly upstream: UpstreamClient
   readonly peers: Peers | undefined
+  /** File checks against published digests: passed, failed (not stored), unchecked (no digest cached). */
+  readonly integrity?: Integrity
   /** When this process started serving (epoch ms). */
   readonly startedAt: number
 }
@@ -29,6 +32,7 @@ export function healthEndpoint(s: HealthSources): AdminEndpoint {
         uptimeMs: Date.now() - s.startedAt,
         store: s.store.stats(),
         fills: { active: s.fills.size, ...s.fills.counters },
+        ...(s.integrity === undefined ? {} : { integrity: s.integrity.counters }),
         offline: s.config.offline,
         upstream: s.upstream.counters,
         routes: s.config.routes.map((r) => ({ prefix: r.prefix, upstreams: s.upstream.health.report(r.upstreams) })),

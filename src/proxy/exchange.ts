@@ -6,6 +6,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Logger } from 'pino'
 import type { Config } from '../config.js'
 import type { TieredStore } from '../cache/tiered-store.js'
+import type { Integrity } from '../integrity/integrity.js'
 import type { Peers } from '../cluster/peers.js'
 import { bindTransform, type BodyTransform, type ServedTransform } from '../respond/body-transform.js'
 import { publicBase } from './public-base.js'
@@ -31,6 +32,8 @@ export interface Deps {
   readonly transforms: ReadonlyMap<string, BodyTransform>
   /** Absolute-form requests for --proxy-allow hosts; undefined when none are allowed. */
   readonly forward: ForwardProxy | undefined
+  /** Checks of npm, apt and PyPI files against their published digests. */
+  readonly integrity: Integrity
 }
 
 /** One request's context; the handler fills in what the request-completed log line reports. */

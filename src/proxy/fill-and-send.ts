@@ -5,6 +5,8 @@
 import type { IncomingMessage } from 'node:http'
 import type { CacheRule } from '../config.js'
 import type { CachedEntry } from '../cache/entry.js'
+import type { IntegrityCheck } from '../integrity/expected-digest.js'
+import { errorCode } from '../errors.js'
 import { headerValue } from '../http/headers.js'
 import { canServeStaleOnError } from '../policy/freshness.js'
 import { sendFill } from '../respond/send-fill.js'
@@ -32,7 +34,10 @@ export async function fillAndSend(
   storeKey: string,
 ): Promise<void> {
   const { req, res } = x
-  const { fill, joined, cursor } = deps.fills.join(fillParams(req, routed, rule, previous, storeKey))
+  const integrity = deps.integrity.checkFor(routed, req.headers)
+  const { fill, joined, cursor } = deps.fills.join(fillParams(req, routed, rule, previous, storeKey, integrity))
+  // Metadata a fill stores is remembered where the cache cannot say it (src/integrity/).
+  if (!joined) deps.integrity.noteFill(routed, fill)
   try {
     const outcome = await fill.outcome
     x.upstreamMs = fill.upstreamMs
@@ -112,10 +117,12 @@ export function revalidateInBackground(
   entry: CachedEntry,
   storeKey: string,
 ): void {
-  const params = { ...fillParams(x.req, routed, rule, entry, storeKey), requestCacheControl: undefined }
+  const integrity = deps.integrity.checkFor(routed, x.req.headers)
+  const params = { ...fillParams(x.req, routed, rule, entry, storeKey, integrity), requestCacheControl: undefined }
   // Background refreshes carry no credentials: the result is shared.
   if (params.authorized) return
-  const { fill, cursor } = deps.fills.join(params)
+  const { fill, joined, cursor } = deps.fills.join(params)
+  if (!joined) deps.integrity.noteFill(routed, fill)
   fill.release(cursor)
 }
 
@@ -125,6 +132,7 @@ function fillParams(
   rule: CacheRule | undefined,
   previous: CachedEntry | undefined,
   storeKey: string,
+  integrity: IntegrityCheck | undefined,
 ): FillParams {
   // Only the client's own Authorization makes the fill `authorized` (§3.5): the route's credential
   // is the operator's, and a route reaches a fill only when it shares what it fetches (handle.ts).
@@ -146,6 +154,7 @@ function fillParams(
     requestCacheControl: headerValue(req.headers['cache-control']),
     rule,
     previous,
+    integrity,
   }
 }
 
@@ -153,6 +162,11 @@ function fillParams(
 async function sendWhenStored(x: Exchange, deps: Deps, fill: Fill, routed: Routed, rule: CacheRule | undefined): Promise<void> {
   await fill.whenDone()
   const entry = fill.entry
+  // A body that failed its integrity check is not fetched again for this client, unchecked: 502.
+  if (errorCode(fill.error) === 'CACHEMIR_INTEGRITY_MISMATCH') {
+    x.outcome = { fwd: x.outcome.fwd ?? 'miss' }
+    return sendFailure(x.res, fill.error, deps.cacheStatus.format(x.outcome))
+  }
   if (fill.state === 'failed' || entry === undefined) return fetchOwn(x, deps, routed, 'miss')
   if ((await sendStored(x, deps, routed, entry, freshnessOf(entry, rule))) === 'gone') return fetchOwn(x, deps, routed, 'miss')
 }

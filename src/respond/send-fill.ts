@@ -43,7 +43,8 @@ export async function sendFill(
   const rangeHeader = headerValue(req.headers.range)
   // A transformed body has other bytes than the stored one: ranges of it are never served.
   if (rangeHeader !== undefined && fill.status === 200 && transform === undefined) {
-    if (fill.totalBytes === undefined) return 'wait'
+    // A range may end before the bytes an integrity check holds back: it is served once stored.
+    if (fill.totalBytes === undefined || fill.checksIntegrity) return 'wait'
     const decision = evaluateRange(rangeHeader, headerValue(req.headers['if-range']), fill.totalBytes, fill.headers)
     if (decision.kind === 'unsatisfiable') return 'wait'
     if (decision.kind === 'partial') {

@@ -24,9 +24,9 @@ export class EarlyTemp {
     return made
   }
 
-  /** Closes and removes the file, not to be used. */
-  discard(): void {
-    void this.#made.then(async (temp) => {
+  /** Closes and removes the file, not to be used; resolves (never rejects) once it is gone. */
+  discard(): Promise<void> {
+    return this.#made.then(async (temp) => {
       if (temp instanceof Error) return
       await temp.fh.close().catch(() => {})
       await unlink(temp.path).catch(() => {})

@@ -6,6 +6,7 @@ import type { IncomingHttpHeaders } from 'node:http'
 import type { CacheRule, Route } from '../config.js'
 import type { CachemirError } from '../errors.js'
 import type { CachedEntry } from '../cache/entry.js'
+import type { IntegrityCheck } from '../integrity/expected-digest.js'
 import type { UpstreamResponse } from './client.js'
 
 /** What a fill is asked for: built by proxy/handle.ts from the request and its route. */
@@ -29,6 +30,12 @@ export interface FillParams {
   readonly rule: CacheRule | undefined
   /** The stale entry being revalidated, if any. */
   readonly previous: CachedEntry | undefined
+  /**
+   * The digest the body must have, for files whose ecosystem publishes one (src/integrity/):
+   * looked up when the fill starts; the body's last chunk is held back until it matches, and a
+   * mismatch fails the fill (nothing stored, every response cut short). Absent: no check.
+   */
+  readonly integrity?: IntegrityCheck | undefined
 }
 
 /** What the upstream's answer turned out to be, known once its headers are in. */

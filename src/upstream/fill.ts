@@ -10,7 +10,8 @@
 // from the file later; the fill finishes (and is stored) even if every client has gone.
 //
 // If the upstream fails mid-body the temp file is deleted and every reader is told, so each
-// client's response ends abnormally (connection closed before the announced length).
+// client's response ends abnormally (connection closed before the announced length). A body that
+// fails its integrity check (params.integrity, src/integrity/) ends the same way.
 //
 // This file is the state machine. Its parts: fill-params.ts (what a fill is asked, what it
 // answers), fetch-fill-response.ts (the upstream exchange), early-temp.ts, body-pump.ts (the body
@@ -28,7 +29,7 @@ import { getRaw, varyNames } from '../http/headers.js'
 import { applyNotModified } from '../policy/revalidation.js'
 import { decideStore, selectStoredHeaders } from '../policy/store-decision.js'
 import { varyRecord, variantKey } from '../proxy/cache-key.js'
-import { BodyPump } from './body-pump.js'
+import { BodyPump, type PumpHooks } from './body-pump.js'
 import { EarlyTemp } from './early-temp.js'
 import { discardBody, type UpstreamClient, type UpstreamResponse } from './client.js'
 import { fetchFillResponse } from './fetch-fill-response.js'
@@ -52,6 +53,13 @@ export class Fill {
   totalBytes: number | undefined
   /** The whole body is in the temp file and checked (it may still be committing to the store). */
   bodyComplete = false
+  /**
+   * The body's last bytes wait for an integrity check (params.integrity): a client that would end
+   * its response before them (a range) must wait for the stored entry instead.
+   */
+  get checksIntegrity(): boolean {
+    return this.params.integrity !== undefined && !this.bodyComplete && this.state !== 'complete'
+  }
 
   /**
    * Every byte of the body has arrived (its last chunk may still be on its way to disk). Clients
@@ -92,6 +100,8 @@ export class Fill {
   readonly #log: Logger
   readonly #abort = new AbortController()
   #temp: TempBody | undefined
+  /** The removal of an early temp file the fill did not use (whenDone waits for it). */
+  #discarding: Promise<void> | undefined
   #body: BodyPump | undefined
   readonly #readers = new FillReaders()
   #claimable: Readable | undefined
@@ -144,6 +154,8 @@ export class Fill {
   /** Resolves once the fill is complete (stored or not) or failed. */
   async whenDone(): Promise<void> {
     while (this.state !== 'complete' && this.state !== 'failed') await this.waitForProgress()
+    // Done means tidy: an early temp file it did not use is gone from the disk too.
+    await this.#discarding
   }
 
   /** Hands the uncacheable upstream body to one consumer (the client that started the fill). */
@@ -174,12 +186,14 @@ export class Fill {
     // A miss will most likely be stored: open its temp file while the upstream thinks, so the
     // first byte is not held up by the file system once the answer is in.
     const early = previous === undefined ? new EarlyTemp(this.#store, this.storeKey) : undefined
+    // Integrity: the published digest is looked up while the upstream answers (the lookup never rejects).
+    const expected = this.params.integrity?.lookup()
     let response: UpstreamResponse
     try {
       response = await fetchFillResponse(upstream, this.params, this.#abort.signal)
     } catch (err) {
       this.upstreamMs = Date.now() - t0
-      early?.discard()
+      this.#discarding = early?.discard()
       return this.#finishEarly({
         kind: 'failed',
         error: isCachemirError(err) ? err : new InternalError(`fill failed: GET ${this.key}`, { cause: err }),
@@ -212,7 +226,7 @@ export class Fill {
     )
     this.totalBytes = decision.totalBytes
     // The early temp file is of no use for an answer not stored, or stored under a variant key.
-    const pre = decision.storable && this.storeKey === early?.key ? early : (early?.discard(), undefined)
+    const pre = decision.storable && this.storeKey === early?.key ? early : ((this.#discarding = early?.discard()), undefined)
     if (!decision.storable) return this.#passThrough(response, decision.reason)
     let temp: TempBody
     try {
@@ -223,11 +237,15 @@ export class Fill {
     }
     this.#temp = temp
     this.state = 'streaming'
-    const body = new BodyPump(temp, this.#store, this.#log, this.key, {
+    // Integrity: the pump holds the last chunk back until the body matches the published digest.
+    const check = this.params.integrity
+    const integrity = check === undefined || expected === undefined ? undefined : { check, expected }
+    const hooks: PumpHooks = {
       onProgress: () => this.#readers.notify(),
       onRelay: () => this.#onDone(),
       waitForReaders: (pos) => this.#readers.waitForAllPast(pos, route.timeouts.bodyIdleMs, this.#abort.signal),
-    })
+    }
+    const body = new BodyPump(temp, this.#store, this.#log, this.key, hooks, integrity)
     this.#body = body
     void this.#pump(response, body)
     return { kind: 'stream' }

@@ -6,6 +6,7 @@
 import { test } from 'node:test'
 import type { TestContext } from 'node:test'
 import assert from 'node:assert/strict'
+import { createHash } from 'node:crypto'
 import { cacheStatus, get } from '../helpers/client.js'
 import { sendBody, startOrigin, type Origin } from '../helpers/origin.js'
 import { startConfiguredProxy, startProxy, type Proxy } from '../helpers/proxy.js'
@@ -14,7 +15,9 @@ import { waitForFills } from '../helpers/wait.js'
 /** What apt sends for every index file (Release, Packages, by-hash/ …), but not for Release.gpg or pool/ files. */
 const APT_INDEX_HEADERS = { 'cache-control': 'max-age=0', accept: 'text/*' }
 
-const HASH = 'a'.repeat(64)
+/** A by-hash file is named for its content's digest (and the mirror checks it): one fixed body. */
+const BY_HASH_BODY = 'an index file, as stored by its digest\n'
+const HASH = createHash('sha256').update(BY_HASH_BODY).digest('hex')
 
 /** Paths of a repository that are the same bytes forever: the first answer is kept. */
 const IMMUTABLE = [
@@ -57,7 +60,7 @@ interface Upstream {
 async function startRepoOrigin(t: TestContext): Promise<Upstream> {
   let publication = 1
   const origin = await startOrigin(t, (req, res) =>
-    sendBody(req, res, Buffer.from(`${req.url ?? ''} publication ${publication}`), {
+    sendBody(req, res, Buffer.from(bodyOf(req.url ?? '', publication)), {
       headers: { 'content-type': 'application/octet-stream' },
     }),
   )
@@ -69,12 +72,18 @@ function startDebianMirror(t: TestContext, origin: Origin): Promise<Proxy> {
   return startConfiguredProxy(t, { routes: [{ prefix: '/debian/', upstreams: [`${origin.url}/debian/`], profile: 'debian' }] })
 }
 
+/** What the origin serves for `url`: a body naming the path and the publication, or the by-hash body. */
+function bodyOf(url: string, publication: number): string {
+  return url.includes('/by-hash/SHA256/') ? BY_HASH_BODY : `${url} publication ${publication}`
+}
+
 /** One GET through the mirror, the body checked against what the origin serves. */
 async function fetchPath(proxy: Proxy, path: string, headers: Record<string, string> = {}): Promise<string> {
   const res = await get(proxy.url(`/debian/${path}`), { headers })
   assert.equal(res.status, 200, `${path}: ${res.body.toString()}`)
   await waitForFills(proxy)
-  assert.match(res.body.toString(), new RegExp(`^/debian/${path.replace(/[.+]/g, '\\$&')} publication \\d+$`))
+  if (path.includes('/by-hash/SHA256/')) assert.equal(res.body.toString(), BY_HASH_BODY)
+  else assert.match(res.body.toString(), new RegExp(`^/debian/${path.replace(/[.+]/g, '\\$&')} publication \\d+$`))
   return cacheStatus(res)
 }
 
