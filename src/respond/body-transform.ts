@@ -16,7 +16,7 @@
 //   negotiation), which the upstream may not have declared.
 
 import { Duplex, pipeline, type Transform } from 'node:stream'
-import { createBrotliCompress, createBrotliDecompress, createGunzip, createGzip, createInflate, createDeflate } from 'node:zlib'
+import { constants as zlibConstants, createBrotliCompress, createBrotliDecompress, createGunzip, createGzip, createInflate, createDeflate } from 'node:zlib'
 import { getRaw, splitList, type RawHeaders } from '../http/headers.js'
 
 /** What one response's transform may depend on besides the body. */
@@ -191,8 +191,15 @@ function decoder(coding: Coding): Transform {
   return coding === 'gzip' ? createGunzip() : coding === 'deflate' ? createInflate() : createBrotliDecompress()
 }
 
+/**
+ * Encoders tuned for speed: the body is coded again for every response (the cache keeps the
+ * upstream's bytes), so zlib's fastest level and a low brotli quality; the bench's packages
+ * scenario measured the default levels at several ms per npm document.
+ */
 function encoder(coding: Coding): Transform {
-  return coding === 'gzip' ? createGzip() : coding === 'deflate' ? createDeflate() : createBrotliCompress()
+  if (coding === 'gzip') return createGzip({ level: zlibConstants.Z_BEST_SPEED })
+  if (coding === 'deflate') return createDeflate({ level: zlibConstants.Z_BEST_SPEED })
+  return createBrotliCompress({ params: { [zlibConstants.BROTLI_PARAM_QUALITY]: 4 } })
 }
 
 /** One stream of several: writes go to the first, reads come from the last; an error anywhere ends it. */

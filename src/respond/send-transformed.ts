@@ -4,7 +4,7 @@
 
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { FileHandle } from 'node:fs/promises'
-import { Readable } from 'node:stream'
+import { Readable, Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import type { CachedEntry } from '../cache/entry.js'
 import type { TieredStore } from '../cache/tiered-store.js'
@@ -32,6 +32,11 @@ export async function sendTransformedEntry(
     fh = await store.openBody(entry)
     if (fh === undefined) return 'gone'
   }
+  // A small body in memory is transformed whole first, so the response can say its length (npm's
+  // own cache keeps only documents whose size it was told).
+  if (entry.body !== undefined && entry.body.length <= WHOLE_TRANSFORM_BYTES && req.method !== 'HEAD') {
+    return sendWhole(res, entry, store, o, transform, headers)
+  }
   writeHead(res, meta.status, meta.statusText, buildHead(headers, { ageSeconds: o.ageSeconds, cacheStatus: o.cacheStatus }))
   if (req.method === 'HEAD') {
     res.end()
@@ -53,5 +58,42 @@ export async function sendTransformedEntry(
   } finally {
     await fh?.close().catch(() => {})
   }
+  return 'sent'
+}
+
+/** Bodies up to this size, already in memory, are transformed whole and sent with a Content-Length. */
+const WHOLE_TRANSFORM_BYTES = 1024 * 1024
+
+async function sendWhole(
+  res: ServerResponse,
+  entry: CachedEntry,
+  store: TieredStore,
+  o: SendCachedOptions,
+  transform: AppliedTransform,
+  headers: readonly string[],
+): Promise<'sent'> {
+  const meta = entry.meta
+  const chunks: Buffer[] = []
+  const collect = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      chunks.push(chunk)
+      done()
+    },
+  })
+  const verifier = entry.verified ? undefined : new BodyVerifier(meta.sha256, () => store.reportCorrupt(entry))
+  const source = Readable.from([entry.body as Buffer])
+  try {
+    if (verifier === undefined) await pipeline(source, transform.create(), collect)
+    else await pipeline(source, verifier, transform.create(), collect)
+    entry.verified = true
+  } catch {
+    // Nothing was sent yet: a broken transform or a corrupt copy closes the connection.
+    res.destroy()
+    return 'sent'
+  }
+  const body = Buffer.concat(chunks)
+  const add = ['Content-Length', String(body.length)]
+  writeHead(res, meta.status, meta.statusText, buildHead(headers, { ageSeconds: o.ageSeconds, cacheStatus: o.cacheStatus, add }))
+  res.end(body)
   return 'sent'
 }
