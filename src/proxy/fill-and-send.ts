@@ -54,7 +54,8 @@ export async function fillAndSend(
         x.outcome = { fwd, stored: true, collapsed: joined, ...(previous !== undefined ? { fwdStatus: fill.status } : {}) }
         const cacheStatus = deps.cacheStatus.format(x.outcome)
         if ((await sendFill(req, res, fill, cursor, cacheStatus, routeTransform(deps, routed, x.req))) === 'sent') return
-        // Several ranges or an unknown length: wait for the whole object, then answer from cache.
+        // Several ranges, an unknown length, or a small transformed body: wait for the whole
+        // object, then answer from cache.
         fill.detach(cursor)
         return await sendWhenStored(x, deps, fill, routed, rule)
       }

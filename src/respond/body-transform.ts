@@ -69,6 +69,12 @@ export interface AppliedTransform {
 
 type Coding = 'gzip' | 'deflate' | 'br'
 
+/**
+ * Bodies up to this size are transformed whole and sent with a Content-Length (npm's own cache
+ * keeps only documents whose size it was told); a fill of one is waited for, then served stored.
+ */
+export const WHOLE_TRANSFORM_BYTES = 1024 * 1024
+
 const NAME = /^[a-z0-9-]+$/
 
 /** Fields that describe the original bytes and do not hold for the transformed ones. */

@@ -11,7 +11,7 @@ import { buildHead, drained, writeHead } from './head.js'
 import { evaluateRange, type ByteRange } from './range.js'
 import { isNotModified, NOT_MODIFIED_FIELDS } from './conditional.js'
 import { READ_CHUNK_BYTES } from './read-sizes.js'
-import { transformedHeaders, transformFor, type ServedTransform } from './body-transform.js'
+import { transformedHeaders, transformFor, WHOLE_TRANSFORM_BYTES, type ServedTransform } from './body-transform.js'
 
 const LENGTH_FIELDS = new Set(['content-length', 'content-range'])
 
@@ -38,6 +38,10 @@ export async function sendFill(
     writeHead(res, 304, '', buildHead(headers, { cacheStatus, keep: NOT_MODIFIED_FIELDS }))
     res.end()
     return 'sent'
+  }
+  // A small transformed body is sent whole, with its length, once stored (send-transformed.ts).
+  if (transform !== undefined && fill.totalBytes !== undefined && fill.totalBytes <= WHOLE_TRANSFORM_BYTES && req.method !== 'HEAD') {
+    return 'wait'
   }
   let range: ByteRange | undefined
   const rangeHeader = headerValue(req.headers.range)

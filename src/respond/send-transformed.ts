@@ -8,7 +8,7 @@ import { Readable, Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import type { CachedEntry } from '../cache/entry.js'
 import type { TieredStore } from '../cache/tiered-store.js'
-import { transformedHeaders, type AppliedTransform } from './body-transform.js'
+import { transformedHeaders, WHOLE_TRANSFORM_BYTES, type AppliedTransform } from './body-transform.js'
 import { BodyVerifier } from './body-verifier.js'
 import { buildHead, writeHead } from './head.js'
 import { READ_HIGH_WATER_MARK } from './read-sizes.js'
@@ -61,8 +61,6 @@ export async function sendTransformedEntry(
   return 'sent'
 }
 
-/** Bodies up to this size, already in memory, are transformed whole and sent with a Content-Length. */
-const WHOLE_TRANSFORM_BYTES = 1024 * 1024
 
 async function sendWhole(
   res: ServerResponse,
