@@ -16,7 +16,21 @@
 //   negotiation), which the upstream may not have declared.
 
 import { Duplex, pipeline, type Transform } from 'node:stream'
-import { constants as zlibConstants, createBrotliCompress, createBrotliDecompress, createGunzip, createGzip, createInflate, createDeflate } from 'node:zlib'
+import {
+  brotliCompressSync,
+  brotliDecompressSync,
+  deflateSync,
+  gunzipSync,
+  gzipSync,
+  inflateSync,
+  constants as zlibConstants,
+  createBrotliCompress,
+  createBrotliDecompress,
+  createGunzip,
+  createGzip,
+  createInflate,
+  createDeflate,
+} from 'node:zlib'
 import { getRaw, splitList, type RawHeaders } from '../http/headers.js'
 
 /** What one response's transform may depend on besides the body. */
@@ -65,6 +79,8 @@ export interface AppliedTransform {
   /** Request headers the representation was selected by, for Vary (besides Accept-Encoding). */
   readonly vary: readonly string[]
   create(): Duplex
+  /** The whole transformed body of a small one, with the codings done synchronously (no thread pool hops). */
+  whole(body: Buffer): Promise<Buffer>
 }
 
 type Coding = 'gzip' | 'deflate' | 'br'
@@ -113,13 +129,26 @@ export function transformFor(
   const coding = codingOf(getRaw(headers, 'content-encoding'))
   if (coding === null || !transform.applies(relativePath, headers)) return undefined
   const vary = transform.varyFor?.(relativePath) ?? []
-  if (coding === undefined) return { name: transform.name, source: undefined, output: undefined, vary, create: () => transform.create() }
+  if (coding === undefined) {
+    return {
+      name: transform.name,
+      source: undefined,
+      output: undefined,
+      vary,
+      create: () => transform.create(),
+      whole: (b) => runWhole(transform, b),
+    }
+  }
   const output = accepts(acceptEncoding, coding) ? coding : undefined
   return {
     name: output === undefined ? `${transform.name}.identity` : transform.name,
     source: coding,
     output,
     vary,
+    whole: async (body) => {
+      const out = await runWhole(transform, decodeSync(coding, body))
+      return output === undefined ? out : encodeSync(coding, out)
+    },
     create: () =>
       chain(output === undefined ? [decoder(coding), transform.create()] : [decoder(coding), transform.create(), encoder(coding)]),
   }
@@ -215,4 +244,26 @@ function chain(stages: readonly Transform[]): Duplex {
     if (err) duplex.destroy(err)
   })
   return duplex
+}
+
+/** Runs `transform` over one whole body. */
+function runWhole(transform: ServedTransform, body: Buffer): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const stream = transform.create()
+    const chunks: Buffer[] = []
+    stream.on('data', (chunk: Buffer) => chunks.push(chunk))
+    stream.once('end', () => resolve(Buffer.concat(chunks)))
+    stream.once('error', reject)
+    stream.end(body)
+  })
+}
+
+function decodeSync(coding: Coding, body: Buffer): Buffer {
+  return coding === 'gzip' ? gunzipSync(body) : coding === 'deflate' ? inflateSync(body) : brotliDecompressSync(body)
+}
+
+function encodeSync(coding: Coding, body: Buffer): Buffer {
+  if (coding === 'gzip') return gzipSync(body, { level: zlibConstants.Z_BEST_SPEED })
+  if (coding === 'deflate') return deflateSync(body, { level: zlibConstants.Z_BEST_SPEED })
+  return brotliCompressSync(body, { params: { [zlibConstants.BROTLI_PARAM_QUALITY]: 4 } })
 }

@@ -4,7 +4,8 @@
 
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { FileHandle } from 'node:fs/promises'
-import { Readable, Writable } from 'node:stream'
+import { createHash } from 'node:crypto'
+import { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import type { CachedEntry } from '../cache/entry.js'
 import type { TieredStore } from '../cache/tiered-store.js'
@@ -61,7 +62,6 @@ export async function sendTransformedEntry(
   return 'sent'
 }
 
-
 async function sendWhole(
   res: ServerResponse,
   entry: CachedEntry,
@@ -69,27 +69,25 @@ async function sendWhole(
   o: SendCachedOptions,
   transform: AppliedTransform,
   headers: readonly string[],
-): Promise<'sent'> {
+): Promise<'sent' | 'gone'> {
   const meta = entry.meta
-  const chunks: Buffer[] = []
-  const collect = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      chunks.push(chunk)
-      done()
-    },
-  })
-  const verifier = entry.verified ? undefined : new BodyVerifier(meta.sha256, () => store.reportCorrupt(entry))
-  const source = Readable.from([entry.body as Buffer])
-  try {
-    if (verifier === undefined) await pipeline(source, transform.create(), collect)
-    else await pipeline(source, verifier, transform.create(), collect)
+  const stored = entry.body as Buffer
+  // A copy not yet checked in this process is checked whole before anything is sent.
+  if (!entry.verified) {
+    if (createHash('sha256').update(stored).digest('hex') !== meta.sha256) {
+      await store.reportCorrupt(entry)
+      return 'gone'
+    }
     entry.verified = true
+  }
+  let body: Buffer
+  try {
+    body = await transform.whole(stored)
   } catch {
-    // Nothing was sent yet: a broken transform or a corrupt copy closes the connection.
+    // Nothing was sent yet: a body the transform cannot read (a broken coding) closes the connection.
     res.destroy()
     return 'sent'
   }
-  const body = Buffer.concat(chunks)
   const add = ['Content-Length', String(body.length)]
   writeHead(res, meta.status, meta.statusText, buildHead(headers, { ageSeconds: o.ageSeconds, cacheStatus: o.cacheStatus, add }))
   res.end(body)
