@@ -7,7 +7,7 @@ import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { request } from 'undici'
-import { freePort, procStatusBytes, stopChild, tail, waitForPort, type Proc } from './util.js'
+import { freePort, procOf, tail, waitForPort, type Proc } from './util.js'
 
 const REGISTRY_CHILD = join(dirname(fileURLToPath(import.meta.url)), 'npm-registry.js')
 
@@ -21,15 +21,7 @@ export async function startNpmRegistry(delayMs: number, bigBytes: number): Promi
   await waitForPort(port, 90_000, child).catch((e: unknown) => {
     throw new Error(`npm registry: ${String(e)}\n${t()}`)
   })
-  return {
-    child,
-    pid: child.pid ?? -1,
-    port,
-    url: `http://127.0.0.1:${port}`,
-    stderrTail: t,
-    rssBytes: () => procStatusBytes(child.pid ?? -1),
-    stop: () => stopChild(child),
-  }
+  return procOf(child, port, t)
 }
 
 export interface RegistryLogLine {

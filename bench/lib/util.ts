@@ -117,7 +117,7 @@ export async function startCachemir(args: string[]): Promise<Proc> {
   return procOf(child, port, t)
 }
 
-function procOf(child: ChildProcess, port: number, t: () => string): Proc {
+export function procOf(child: ChildProcess, port: number, t: () => string): Proc {
   return {
     child,
     pid: child.pid ?? -1,

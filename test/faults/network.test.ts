@@ -12,11 +12,12 @@ import { test } from 'node:test'
 import type { TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import { createServer, request as httpRequest, type OutgoingHttpHeaders } from 'node:http'
-import { connect, type AddressInfo, type Socket } from 'node:net'
+import { connect, type Socket } from 'node:net'
 import { assertBody } from '../helpers/assert.js'
 import { cacheStatus, get, getFirstBytes } from '../helpers/client.js'
 import { makeBody, sendBody, serveStatic, startOrigin } from '../helpers/origin.js'
 import { makePki, startHttpsOrigin } from '../helpers/tls.js'
+import { listenOnLoopback } from '../helpers/tcp.js'
 import { startProxy, startProxyProcess } from '../helpers/proxy.js'
 import { makeTempDir } from '../helpers/temp-dir.js'
 import { KiB } from '../helpers/sizes.js'
@@ -102,20 +103,7 @@ async function startForwardProxy(t: TestContext, tunnelTo?: string): Promise<For
     sockets.add(tunnel)
     tunnel.once('close', () => sockets.delete(tunnel))
   })
-  server.on('connection', (socket: Socket) => {
-    sockets.add(socket)
-    socket.once('close', () => sockets.delete(socket))
-  })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  t.after(
-    () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve())
-        server.closeAllConnections()
-        for (const socket of sockets) socket.destroy()
-      }),
-  )
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, seen }
+  return { url: `http://127.0.0.1:${await listenOnLoopback(t, server, sockets)}`, seen }
 }
 
 test('with HTTP_PROXY set, the real binary reaches an http upstream through the forward proxy with an absolute-form GET', async (t) => {

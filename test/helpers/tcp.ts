@@ -114,3 +114,28 @@ export async function closedPort(): Promise<number> {
   await new Promise<void>((resolve) => server.close(() => resolve()))
   return port
 }
+
+/**
+ * Listens on 127.0.0.1:0 and returns the port. Every connection (and every upgraded socket the
+ * caller adds to `sockets`) is destroyed and the server closed by t.after.
+ */
+export async function listenOnLoopback(
+  t: TestContext,
+  server: import('node:net').Server & { closeAllConnections?(): void },
+  sockets: Set<import('node:stream').Duplex> = new Set(),
+): Promise<number> {
+  server.on('connection', (socket: Socket) => {
+    sockets.add(socket)
+    socket.once('close', () => sockets.delete(socket))
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.after(
+    () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve())
+        server.closeAllConnections?.()
+        for (const socket of sockets) socket.destroy()
+      }),
+  )
+  return (server.address() as AddressInfo).port
+}

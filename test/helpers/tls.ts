@@ -7,10 +7,10 @@ import { execFile } from 'node:child_process'
 import { readFile, writeFile } from 'node:fs/promises'
 import type { OutgoingHttpHeaders } from 'node:http'
 import { createServer as createHttpsServer } from 'node:https'
-import type { AddressInfo, Socket } from 'node:net'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { sendBody, type OriginRequest } from './origin.js'
+import { listenOnLoopback } from './tcp.js'
 import { makeTempDir } from './temp-dir.js'
 
 const run = promisify(execFile)
@@ -78,25 +78,11 @@ export async function startHttpsOrigin(
   headers: OutgoingHttpHeaders = CACHEABLE,
 ): Promise<{ url: string; requests: OriginRequest[] }> {
   const requests: OriginRequest[] = []
-  const sockets = new Set<Socket>()
   const server = createHttpsServer({ key: pki.key, cert: pki.cert }, (req, res) => {
     requests.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, at: Date.now() })
     if (req.url === '/base/x') void sendBody(req, res, body, { headers })
     else void sendBody(req, res, Buffer.from('not found'), { status: 404 })
   })
-  server.on('connection', (socket: Socket) => {
-    sockets.add(socket)
-    socket.once('close', () => sockets.delete(socket))
-  })
   server.on('tlsClientError', () => {})
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  t.after(
-    () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve())
-        server.closeAllConnections()
-        for (const socket of sockets) socket.destroy()
-      }),
-  )
-  return { url: `https://127.0.0.1:${(server.address() as AddressInfo).port}`, requests }
+  return { url: `https://127.0.0.1:${await listenOnLoopback(t, server)}`, requests }
 }

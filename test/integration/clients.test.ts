@@ -12,6 +12,7 @@ import { join } from 'node:path'
 import { startOrigin, makeBody, sha256, serveStatic } from '../helpers/origin.js'
 import { startProxy } from '../helpers/proxy.js'
 import { makeTempDir } from '../helpers/temp-dir.js'
+import { listenOnLoopback } from '../helpers/tcp.js'
 
 const run = promisify(execFile)
 
@@ -60,14 +61,7 @@ test('a WebSocket upgrade is passed through to the upstream and the tunnel carri
     socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nX-Path: ${req.url}\r\n\r\n`)
     socket.on('data', (d: Buffer) => socket.write(d.toString().toUpperCase()))
   })
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  t.after(() => {
-    for (const socket of sockets) socket.destroy()
-    server.closeAllConnections()
-    return new Promise<void>((resolve) => server.close(() => resolve()))
-  })
-  const port = (server.address() as { port: number }).port
+  const port = await listenOnLoopback(t, server, sockets)
   const proxy = await startProxy(t, { upstream: `http://127.0.0.1:${port}/base/` })
 
   const socket = connect(proxy.port, '127.0.0.1')

@@ -14,6 +14,7 @@ import { serveStatic, startOrigin, type Origin } from '../helpers/origin.js'
 import { getHealth, startConfiguredProxy, type Proxy } from '../helpers/proxy.js'
 import { closedPort } from '../helpers/tcp.js'
 import { until, waitForFills } from '../helpers/wait.js'
+import { listenOnLoopback } from '../helpers/tcp.js'
 
 const SECRET = 'sekrit-7f3a9c1e-token'
 const ENV = { PRIVATE_TOKEN: SECRET }
@@ -117,14 +118,7 @@ test('a WebSocket upgrade reaches the upstream with the credential', async (t) =
     seen.push(req.headers.authorization)
     socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n')
   })
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  t.after(() => {
-    for (const socket of sockets) socket.destroy()
-    server.closeAllConnections()
-    return new Promise<void>((resolve) => server.close(() => resolve()))
-  })
-  const port = (server.address() as { port: number }).port
+  const port = await listenOnLoopback(t, server, sockets)
   const routes = [{ prefix: '/', upstreams: [`http://127.0.0.1:${port}/`], upstreamAuth: BEARER }]
   const proxy = await startConfiguredProxy(t, { routes }, { env: ENV })
 
