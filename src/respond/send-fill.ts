@@ -12,6 +12,7 @@ import { evaluateRange, type ByteRange } from './range.js'
 import { isNotModified, NOT_MODIFIED_FIELDS } from './conditional.js'
 import { READ_CHUNK_BYTES } from './read-sizes.js'
 import { transformedHeaders, transformFor, WHOLE_TRANSFORM_BYTES, type ServedTransform } from './body-transform.js'
+import { sendWholeTransformed } from './send-transformed.js'
 
 const LENGTH_FIELDS = new Set(['content-length', 'content-range'])
 
@@ -39,9 +40,11 @@ export async function sendFill(
     res.end()
     return 'sent'
   }
-  // A small transformed body is sent whole, with its length, once stored (send-transformed.ts).
+  // A small transformed body is sent whole, with its length, as soon as all of it is in.
   if (transform !== undefined && fill.totalBytes !== undefined && fill.totalBytes <= WHOLE_TRANSFORM_BYTES && req.method !== 'HEAD') {
-    return 'wait'
+    const whole = await fill.wholeBody()
+    if (whole === undefined) return 'wait'
+    return sendWholeTransformed(res, { status: fill.status, statusText: fill.statusText, headers }, whole, { cacheStatus }, transform)
   }
   let range: ByteRange | undefined
   const rangeHeader = headerValue(req.headers.range)

@@ -80,6 +80,20 @@ async function sendWhole(
     }
     entry.verified = true
   }
+  return sendWholeTransformed(res, { status: meta.status, statusText: meta.statusText, headers }, stored, o, transform)
+}
+
+/**
+ * Transforms a small body whole and sends it with its length: a stored entry's, or a fill's
+ * once all of it has arrived (and been checked), before it is committed.
+ */
+export async function sendWholeTransformed(
+  res: ServerResponse,
+  head: { readonly status: number; readonly statusText: string; readonly headers: readonly string[] },
+  stored: Buffer,
+  o: { readonly cacheStatus: string; readonly ageSeconds?: number },
+  transform: AppliedTransform,
+): Promise<'sent'> {
   let body: Buffer
   try {
     body = await transform.whole(stored)
@@ -89,7 +103,7 @@ async function sendWhole(
     return 'sent'
   }
   const add = ['Content-Length', String(body.length)]
-  writeHead(res, meta.status, meta.statusText, buildHead(headers, { ageSeconds: o.ageSeconds, cacheStatus: o.cacheStatus, add }))
+  writeHead(res, head.status, head.statusText, buildHead(head.headers, { ...o, add }))
   res.end(body)
   return 'sent'
 }

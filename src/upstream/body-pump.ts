@@ -204,6 +204,11 @@ export class BodyPump {
     return await this.#store.commit(this.#temp, meta, previous, body)
   }
 
+  /** The whole body, when it was small enough to keep in memory (read once it has all arrived). */
+  get keptBody(): Buffer | undefined {
+    return this.#kept === undefined ? undefined : Buffer.concat(this.#kept, this.#receivedBytes)
+  }
+
   /** Removes the temp file (its handle is closed by the fill once no reader needs it). */
   async discard(): Promise<void> {
     await unlink(this.#temp.path).catch(() => {})

@@ -151,6 +151,15 @@ export class Fill {
     return this.#readers.waitForProgress()
   }
 
+  /**
+   * The whole body once all of it has arrived and passed its checks, when it was small enough to
+   * be kept in memory; undefined when it was not, or the fill failed.
+   */
+  async wholeBody(): Promise<Buffer | undefined> {
+    while (!this.bodyComplete && this.state !== 'complete' && this.state !== 'failed') await this.waitForProgress()
+    return this.bodyComplete && this.state !== 'failed' ? this.#body?.keptBody : undefined
+  }
+
   /** Resolves once the fill is complete (stored or not) or failed. */
   async whenDone(): Promise<void> {
     while (this.state !== 'complete' && this.state !== 'failed') await this.waitForProgress()
