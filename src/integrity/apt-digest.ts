@@ -1,9 +1,12 @@
 // src/integrity/apt-digest.ts
 // apt repositories: a `by-hash/SHA256/<hex>` (or SHA512) file must hash to the digest its path
 // names; a package under pool/ to the `SHA256:` of its stanza in a cached Packages index (plain,
-// or gzip-compressed; xz and bzip2 indexes are not read) of the same archive and architecture.
+// gzip, or xz through the system's `xz`, as apt prefers; bzip2 is not read) of the same archive and
+// architecture.
 // A pool path does not name its suite, so the indexes tried are those this process has stored.
 
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
 import { Readable } from 'node:stream'
 import { digestFromHex, type DigestAlgorithm, type DigestFinder, type ExpectedDigest } from './expected-digest.js'
 import { findNear } from './find-near.js'
@@ -14,7 +17,7 @@ const BY_HASH = /(?:^|\/)by-hash\/(SHA256|SHA512)\/([0-9a-f]+)$/
 /** A binary package under pool/: the archive root before it (the directory holding dists/ and pool/), and its Filename. */
 const POOL_PACKAGE = /^((?:[^?]*\/)?)(pool\/[^?]+_([a-z0-9-]+)\.u?deb)$/
 /** A binary Packages index (or a by-hash copy of one): its archive root and architecture. */
-const INDEX = /^((?:[^?]*\/)?)dists\/[^?]+\/binary-([^/?]+)\/(?:Packages(?:\.gz)?|by-hash\/SHA256\/[0-9a-f]{64})$/
+const INDEX = /^((?:[^?]*\/)?)dists\/[^?]+\/binary-([^/?]+)\/(?:Packages(?:\.gz|\.xz)?|by-hash\/SHA256\/[0-9a-f]{64})$/
 /** A stanza lists a package's fields on consecutive lines; this much around its Filename holds its SHA256. */
 const AROUND = { before: 8 * 1024, after: 8 * 1024 }
 /** Indexes searched for one package, at most (most recently stored first). */
@@ -61,8 +64,9 @@ export function stanzaDigest(window: Buffer, at: number, source: string): Expect
 }
 
 /**
- * An index's text: gunzipped when it is gzip (by its first bytes: a by-hash name does not say),
- * as is when it is plain text; nothing when it is xz or bzip2, which are not read.
+ * An index's text: gunzipped when it is gzip, unpacked by `xz -dc` when it is xz (by the first
+ * bytes: a by-hash name does not say), as is when it is plain text; nothing for bzip2, or for xz
+ * where the machine has no `xz`.
  */
 async function* indexText(chunks: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
   const it = chunks[Symbol.asyncIterator]()
@@ -74,8 +78,12 @@ async function* indexText(chunks: AsyncIterable<Buffer>): AsyncGenerator<Buffer>
       yield* decoded(Readable.from(resumed(head, it)), 'gzip')
       return
     }
-    // xz (FD 37 7A 58 5A 00) and bzip2 ("BZh"): not read.
-    if (head[0] === 0xfd || head.subarray(0, 3).toString('latin1') === 'BZh') return
+    if (head.subarray(0, 6).equals(XZ_MAGIC)) {
+      yield* unxz(resumed(head, it))
+      return
+    }
+    // bzip2 ("BZh"): not read.
+    if (head.subarray(0, 3).toString('latin1') === 'BZh') return
     yield head
     for (let next = await it.next(); next.done !== true; next = await it.next()) yield next.value
   } finally {
@@ -87,4 +95,29 @@ async function* indexText(chunks: AsyncIterable<Buffer>): AsyncGenerator<Buffer>
 async function* resumed(head: Buffer, it: AsyncIterator<Buffer>): AsyncGenerator<Buffer> {
   yield head
   for (let next = await it.next(); next.done !== true; next = await it.next()) yield next.value
+}
+
+const XZ_MAGIC = Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00])
+
+/**
+ * `compressed` unpacked by the system's `xz -dc`, streamed both ways (Node has no xz decoder).
+ * Nothing when `xz` cannot run or fails; the child is killed as soon as the reader stops.
+ */
+async function* unxz(compressed: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+  const child = spawn('xz', ['-dc'], { stdio: ['pipe', 'pipe', 'ignore'] })
+  child.on('error', () => {})
+  child.stdin.on('error', () => {})
+  const feeding = (async () => {
+    for await (const chunk of compressed) {
+      if (child.stdin.destroyed) return
+      if (!child.stdin.write(chunk)) await once(child.stdin, 'drain')
+    }
+    child.stdin.end()
+  })().catch(() => child.kill())
+  try {
+    for await (const chunk of child.stdout) yield chunk as Buffer
+  } finally {
+    child.kill()
+    await feeding
+  }
 }

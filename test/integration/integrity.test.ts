@@ -9,6 +9,7 @@
 import { test } from 'node:test'
 import type { TestContext } from 'node:test'
 import assert from 'node:assert/strict'
+import { execFileSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http'
 import { gzipSync } from 'node:zlib'
@@ -366,6 +367,7 @@ test('npm: a chunked tarball that outgrows the disk budget is relayed, and still
 
 const POOL_FILE = 'pool/main/h/hello/hello_1.0-1_amd64.deb'
 const PACKAGES_GZ = '/debian/dists/stable/main/binary-amd64/Packages.gz'
+const PACKAGES_XZ = '/debian/dists/stable/main/binary-amd64/Packages.xz'
 
 /** A Packages index: `target` among many other stanzas, each with its own SHA256. */
 function packagesIndex(targetSha256: Buffer): Buffer {
@@ -383,9 +385,12 @@ function packagesIndex(targetSha256: Buffer): Buffer {
 
 async function startApt(t: TestContext, good: Buffer, byHash?: Served): Promise<Setup> {
   const served: Served = { body: good }
-  const index = gzipSync(packagesIndex(digest('sha256', good)))
+  const text = packagesIndex(digest('sha256', good))
+  const index = gzipSync(text)
+  const xz = execFileSync('xz', ['-c'], { input: text })
   const origin = await startOrigin(t, (req, res) => {
     if (req.url === PACKAGES_GZ) return sendBody(req, res, index, { headers: { 'content-type': 'application/gzip', etag: '"i1"' } })
+    if (req.url === PACKAGES_XZ) return sendBody(req, res, xz, { headers: { 'content-type': 'application/x-xz' } })
     if (req.url === `/debian/${POOL_FILE}`) return sendServed(req, res, served)
     if (byHash !== undefined && /\/by-hash\/SHA256\//.test(req.url ?? '')) return sendServed(req, res, byHash)
     return sendBody(req, res, Buffer.from('not here\n'), { status: 404 })
@@ -409,6 +414,20 @@ test('apt: a tampered 2 MiB pool package is refused against the SHA256 of the ca
 
   served.body = good
   served.halfway = undefined
+  await assertStoredAfterwards(proxy, origin, `/debian/${POOL_FILE}`, `/debian/${POOL_FILE}`, good)
+})
+
+test('apt: a tampered pool package is refused against the SHA256 of a cached Packages.xz (what apt fetches), unpacked by the system xz', async (t) => {
+  const good = makeBody(256 * KiB, 25)
+  const { origin, proxy, served } = await startApt(t, good)
+  assert.equal((await get(proxy.url(PACKAGES_XZ))).status, 200)
+  await waitForFills(proxy)
+
+  const bad = tamper(good)
+  served.body = bad
+  const r = await getHeldBack(proxy.url(`/debian/${POOL_FILE}`))
+  await assertRefused(proxy, r, bad, `/debian/${POOL_FILE}`, { algorithm: 'sha256', expected: digest('sha256', good) })
+  served.body = good
   await assertStoredAfterwards(proxy, origin, `/debian/${POOL_FILE}`, `/debian/${POOL_FILE}`, good)
 })
 
