@@ -35,7 +35,9 @@ export const aptDigest: DigestFinder = {
     }
     const pool = POOL_PACKAGE.exec(relativePath)
     if (pool === null) return undefined
-    const [, root, filename = '', arch] = pool
+    const [, root, requested = '', arch] = pool
+    // apt percent-encodes the name it asks for (`1.0+dfsg` as `1.0%2bdfsg`); the index has it plain.
+    const filename = decodedPath(requested)
     const needle = Buffer.from(`Filename: ${filename}\n`)
     let tried = 0
     for (const key of stored.indexKeys(route)) {
@@ -95,6 +97,14 @@ async function* indexText(chunks: AsyncIterable<Buffer>): AsyncGenerator<Buffer>
 async function* resumed(head: Buffer, it: AsyncIterator<Buffer>): AsyncGenerator<Buffer> {
   yield head
   for (let next = await it.next(); next.done !== true; next = await it.next()) yield next.value
+}
+
+function decodedPath(path: string): string {
+  try {
+    return decodeURIComponent(path)
+  } catch {
+    return path
+  }
 }
 
 const XZ_MAGIC = Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00])

@@ -370,28 +370,29 @@ const PACKAGES_GZ = '/debian/dists/stable/main/binary-amd64/Packages.gz'
 const PACKAGES_XZ = '/debian/dists/stable/main/binary-amd64/Packages.xz'
 
 /** A Packages index: `target` among many other stanzas, each with its own SHA256. */
-function packagesIndex(targetSha256: Buffer): Buffer {
+function packagesIndex(targetSha256: Buffer, poolFile = POOL_FILE): Buffer {
   const stanza = (name: string, filename: string, sha256: string): string =>
     `Package: ${name}\nVersion: 1.0-1\nArchitecture: amd64\nMaintainer: Someone <someone@example.org>\nFilename: ${filename}\n` +
     `Size: 1000\nMD5sum: ${'0'.repeat(32)}\nSHA256: ${sha256}\nDescription: a package\n ${'with a long description '.repeat(10)}\n\n`
   let text = ''
   for (let i = 0; i < 1500; i++)
     text += stanza(`pkg${i}`, `pool/main/p/pkg${i}/pkg${i}_1.0-1_amd64.deb`, digest('sha256', Buffer.from(`${i}`)).toString('hex'))
-  text += stanza('hello', POOL_FILE, targetSha256.toString('hex'))
+  text += stanza('hello', poolFile, targetSha256.toString('hex'))
   for (let i = 1500; i < 3000; i++)
     text += stanza(`pkg${i}`, `pool/main/p/pkg${i}/pkg${i}_1.0-1_amd64.deb`, digest('sha256', Buffer.from(`${i}`)).toString('hex'))
   return Buffer.from(text)
 }
 
-async function startApt(t: TestContext, good: Buffer, byHash?: Served): Promise<Setup> {
+async function startApt(t: TestContext, good: Buffer, byHash?: Served, poolFile = POOL_FILE): Promise<Setup> {
   const served: Served = { body: good }
-  const text = packagesIndex(digest('sha256', good))
+  const text = packagesIndex(digest('sha256', good), poolFile)
   const index = gzipSync(text)
   const xz = execFileSync('xz', ['-c'], { input: text })
   const origin = await startOrigin(t, (req, res) => {
     if (req.url === PACKAGES_GZ) return sendBody(req, res, index, { headers: { 'content-type': 'application/gzip', etag: '"i1"' } })
     if (req.url === PACKAGES_XZ) return sendBody(req, res, xz, { headers: { 'content-type': 'application/x-xz' } })
-    if (req.url === `/debian/${POOL_FILE}`) return sendServed(req, res, served)
+    if (req.url === `/debian/${POOL_FILE}` || req.url === `/debian/${encodeURI(poolFile).replace(/\+/g, '%2b')}`)
+      return sendServed(req, res, served)
     if (byHash !== undefined && /\/by-hash\/SHA256\//.test(req.url ?? '')) return sendServed(req, res, byHash)
     return sendBody(req, res, Buffer.from('not here\n'), { status: 404 })
   })
@@ -417,18 +418,20 @@ test('apt: a tampered 2 MiB pool package is refused against the SHA256 of the ca
   await assertStoredAfterwards(proxy, origin, `/debian/${POOL_FILE}`, `/debian/${POOL_FILE}`, good)
 })
 
-test('apt: a tampered pool package is refused against the SHA256 of a cached Packages.xz (what apt fetches), unpacked by the system xz', async (t) => {
+test('apt: a tampered pool package is refused against the SHA256 of a cached Packages.xz (what apt fetches), unpacked by the system xz; its name percent-encoded as apt asks for it', async (t) => {
   const good = makeBody(256 * KiB, 25)
-  const { origin, proxy, served } = await startApt(t, good)
+  const plus = 'pool/main/h/hello/hello_1.0+dfsg-1_amd64.deb'
+  const asked = `/debian/pool/main/h/hello/hello_1.0%2bdfsg-1_amd64.deb`
+  const { origin, proxy, served } = await startApt(t, good, undefined, plus)
   assert.equal((await get(proxy.url(PACKAGES_XZ))).status, 200)
   await waitForFills(proxy)
 
   const bad = tamper(good)
   served.body = bad
-  const r = await getHeldBack(proxy.url(`/debian/${POOL_FILE}`))
-  await assertRefused(proxy, r, bad, `/debian/${POOL_FILE}`, { algorithm: 'sha256', expected: digest('sha256', good) })
+  const r = await getHeldBack(proxy.url(asked))
+  await assertRefused(proxy, r, bad, asked, { algorithm: 'sha256', expected: digest('sha256', good) })
   served.body = good
-  await assertStoredAfterwards(proxy, origin, `/debian/${POOL_FILE}`, `/debian/${POOL_FILE}`, good)
+  await assertStoredAfterwards(proxy, origin, asked, asked, good)
 })
 
 test('apt: a by-hash file must hash to the digest its path names', async (t) => {
