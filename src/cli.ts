@@ -135,6 +135,10 @@ await yargs(hideBin(process.argv))
           type: 'string',
           describe: `CONNECT tunnels (uncached) allowed to these host:port pairs; others are refused ${envNote('connectAllow')}`,
         })
+        .option('admin-token', {
+          type: 'string',
+          describe: `Bearer token for the admin API's state-changing endpoints; without one they answer loopback only ${envNote('adminToken')}`,
+        })
         .option('public-url', {
           type: 'string',
           describe: `The mirror's base URL in rewritten metadata (default: the scheme and Host the client used) ${envNote('publicUrl')}`,
@@ -158,6 +162,7 @@ await yargs(hideBin(process.argv))
         name: argv.name,
         profile: argv.profile,
         publicUrl: argv['public-url'],
+        adminToken: argv['admin-token'],
         proxyAllow: argv['proxy-allow'],
         connectAllow: argv['connect-allow'],
       }),

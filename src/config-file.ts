@@ -16,6 +16,7 @@ import {
   checkName,
   checkProfile,
   checkPublicUrl,
+  checkAdminToken,
   checkDir,
   checkKeys,
   checkListen,
@@ -47,6 +48,7 @@ const TOP_KEYS = [
   'name',
   'profile',
   'publicUrl',
+  'adminToken',
   'proxyAllow',
   'connectAllow',
 ]
@@ -76,6 +78,7 @@ export interface FileSettings {
   name?: string | undefined
   profile?: string | undefined
   publicUrl?: string | undefined
+  adminToken?: string | undefined
   proxyAllow?: readonly ProxyHost[] | undefined
   connectAllow?: readonly ConnectTarget[] | undefined
   upstreams?: { readonly field: string; readonly urls: readonly URL[] | undefined } | undefined
@@ -129,6 +132,7 @@ export function readConfigFile(source: Given, problems: string[]): FileSettings 
   if (has('name')) settings.name = checkName(at('name'), problems)
   if (has('profile')) settings.profile = checkProfile(at('profile'), problems)
   if (has('publicUrl')) settings.publicUrl = checkPublicUrl(at('publicUrl'), problems)
+  if (has('adminToken')) settings.adminToken = checkAdminToken(at('adminToken'), problems)
   if (has('proxyAllow')) settings.proxyAllow = checkProxyHosts(at('proxyAllow'), problems)
   if (has('connectAllow')) settings.connectAllow = checkConnectTargets(at('connectAllow'), problems)
   if (has('upstreams')) {

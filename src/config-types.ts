@@ -91,6 +91,11 @@ export interface Config {
    * mirror; undefined: the scheme and Host the client used.
    */
   readonly publicUrl: string | undefined
+  /**
+   * The bearer token the admin API's state-changing endpoints require (`--admin-token`); without
+   * one they answer loopback clients only. Never logged.
+   */
+  readonly adminToken: string | undefined
   /** Hosts whose absolute-form requests (the mirror as an HTTP proxy) are fetched and cached. */
   readonly proxyAllow: readonly ProxyHost[]
   /** Where CONNECT may open a tunnel (uncached); empty: CONNECT is refused. */

@@ -211,6 +211,13 @@ export function checkName({ field, value }: Given, problems: string[]): string |
   return value.trim()
 }
 
+/** An admin token: 16 to 256 visible ASCII characters; the message never repeats it. */
+export function checkAdminToken({ field, value }: Given, problems: string[]): string | undefined {
+  if (typeof value === 'string' && /^[\x21-\x7e]{16,256}$/.test(value.trim())) return value.trim()
+  problems.push(`${field}: expected a token of 16 to 256 visible ASCII characters (the value is not shown)`)
+  return undefined
+}
+
 /** The name of one of src/profiles/. */
 export function checkProfile({ field, value }: Given, problems: string[]): string | undefined {
   if (typeof value === 'string' && PROFILES.has(value.trim())) return value.trim()

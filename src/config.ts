@@ -16,6 +16,7 @@ import {
   checkListen,
   checkLogLevel,
   checkName,
+  checkAdminToken,
   checkProfile,
   checkPublicUrl,
   checkReadableFile,
@@ -58,6 +59,7 @@ export const DEFAULTS: Readonly<Omit<Config, 'routes'>> = Object.freeze({
   logLevel: 'info',
   name: 'cachemir',
   publicUrl: undefined,
+  adminToken: undefined,
   proxyAllow: Object.freeze([]),
   connectAllow: Object.freeze([]),
 })
@@ -96,6 +98,8 @@ export interface ConfigInput {
   profile?: string | undefined
   /** `--public-url`: the mirror's base URL as clients reach it. */
   publicUrl?: string | undefined
+  /** `--admin-token`: the bearer token state-changing admin endpoints require. */
+  adminToken?: string | undefined
   /** `--proxy-allow HOST,...`: hosts served as a forward proxy. */
   proxyAllow?: string | undefined
   /** `--connect-allow HOST:PORT,...`: CONNECT tunnels allowed. */
@@ -121,6 +125,7 @@ export const ENV_VARS = Object.freeze({
   name: 'CACHEMIR_NAME',
   profile: 'CACHEMIR_PROFILE',
   publicUrl: 'CACHEMIR_PUBLIC_URL',
+  adminToken: 'CACHEMIR_ADMIN_TOKEN',
   proxyAllow: 'CACHEMIR_PROXY_ALLOW',
   connectAllow: 'CACHEMIR_CONNECT_ALLOW',
 } as const satisfies Record<keyof ConfigInput, string>)
@@ -143,6 +148,7 @@ const FLAGS = {
   name: '--name',
   profile: '--profile',
   publicUrl: '--public-url',
+  adminToken: '--admin-token',
   proxyAllow: '--proxy-allow',
   connectAllow: '--connect-allow',
 } as const satisfies Record<keyof ConfigInput, string>
@@ -188,6 +194,7 @@ export function resolveConfig(args: ConfigInput, env: Record<string, string | un
   const workers = pick('workers', file?.workers, (g) => checkWorkers(g, problems))
   const name = pick('name', file?.name, (g) => checkName(g, problems))
   const publicUrl = pick('publicUrl', file?.publicUrl, (g) => checkPublicUrl(g, problems))
+  const adminToken = pick('adminToken', file?.adminToken, (g) => checkAdminToken(g, problems))
   const proxyAllow = pick('proxyAllow', file?.proxyAllow, (g) => checkProxyHosts(g, problems))
   const connectAllow = pick('connectAllow', file?.connectAllow, (g) => checkConnectTargets(g, problems))
   const profileSource = given('profile')
@@ -236,6 +243,7 @@ export function resolveConfig(args: ConfigInput, env: Record<string, string | un
     workers: workers ?? DEFAULTS.workers,
     name: name ?? DEFAULTS.name,
     publicUrl,
+    adminToken,
     proxyAllow: proxyAllow ?? DEFAULTS.proxyAllow,
     connectAllow: connectAllow ?? DEFAULTS.connectAllow,
   })

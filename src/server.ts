@@ -17,7 +17,11 @@ import { routeRequest } from './proxy/route.js'
 import { handle, type Deps, type Exchange } from './proxy/handle.js'
 import { sendFailure } from './respond/send-error.js'
 import { checkTransform, type BodyTransform } from './respond/body-transform.js'
-import { CacheStatusWriter, type CacheOutcome } from './respond/cache-status.js'
+import { CacheStatusWriter, outcomeWord, type CacheOutcome } from './respond/cache-status.js'
+import { Metrics } from './admin/metrics.js'
+import { metricsEndpoint, statsEndpoint } from './admin/figures.js'
+import { purgeEndpoint } from './admin/purge.js'
+import { readyEndpoint } from './admin/ready.js'
 import { AdminRouter, isAdminPath } from './admin/router.js'
 import { healthEndpoint } from './admin/health.js'
 import { urlRewriteFor } from './profiles/rewrite-urls.js'
@@ -71,14 +75,21 @@ export async function startMirror(config: Config, log: Logger, options: MirrorOp
   const cacheStatus = new CacheStatusWriter(config.name)
   const passThrough = new PassThrough(log.child({ component: 'pass-through' }), upstream, cacheStatus)
   const transforms = checkedTransforms(config, options.transforms)
+  const metrics = new Metrics({ store, fills, upstream })
+  upstream.observe = (origin, seconds) => metrics.observeUpstream(origin, seconds)
   const forward = config.proxyAllow.length === 0 ? undefined : new ForwardProxy(config)
   const integrity = new Integrity(store, config.routes, log.child({ component: 'integrity' }))
   const deps: Deps = { config, store, fills, upstream, passThrough, now, peers, cacheStatus, transforms, forward, integrity }
   // Other workers' changes apply from now on, before this worker serves anything.
   const unsubscribe = peers?.subscribe(store, fills)
-  const admin = new AdminRouter(cacheStatus).add(
-    healthEndpoint({ config, store, fills, upstream, peers, integrity, startedAt: Date.now() }),
-  )
+  // Set once the start-up scan has finished (or failed: entries are then found on demand).
+  let indexed = false
+  const admin = new AdminRouter(cacheStatus)
+    .add(healthEndpoint({ config, store, fills, upstream, peers, integrity, startedAt: Date.now() }))
+    .add(metricsEndpoint(metrics))
+    .add(statsEndpoint(metrics))
+    .add(purgeEndpoint(deps, config.routes, config.adminToken, cacheStatus))
+    .add(readyEndpoint(config.cacheDir, () => indexed))
   let nextId = 0
   let inFlight = 0
   let idle: (() => void) | undefined
@@ -96,7 +107,9 @@ export async function startMirror(config: Config, log: Logger, options: MirrorOp
       inFlight++
       // 'close' comes once per response; `on` spares the once-wrapper per request.
       res.on('close', () => {
-        logCompleted(log, x, t0, socket.bytesWritten - written0)
+        const bytes = socket.bytesWritten - written0
+        logCompleted(log, x, t0, bytes)
+        if (x.route !== undefined) metrics.countRequest(x.route, outcomeWord(x.outcome), x.outcome.hit === true, bytes)
         if (--inFlight === 0) idle?.()
       })
       try {
@@ -189,10 +202,12 @@ export async function startMirror(config: Config, log: Logger, options: MirrorOp
 
   const scanned = store.scan().then(
     (result) => {
+      indexed = true
       log.info(result, 'disk index ready')
       return result
     },
     (err: unknown) => {
+      indexed = true
       log.error({ err }, 'disk scan failed; entries are still found on demand')
       return { entries: store.disk.index.entries, removedFiles: 0, durationMs: 0 }
     },
@@ -237,6 +252,7 @@ class RequestContext implements Exchange {
   readonly res: ServerResponse
   outcome: CacheOutcome = {}
   upstreamMs: number | undefined = undefined
+  route: string | undefined = undefined
   readonly #root: Logger
   readonly fromPeer: boolean
   readonly #id: number

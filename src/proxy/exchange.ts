@@ -45,6 +45,8 @@ export interface Exchange {
   readonly fromPeer: boolean
   outcome: CacheOutcome
   upstreamMs: number | undefined
+  /** The prefix of the route (or forward-proxy host) that answered, for the metrics. */
+  route: string | undefined
 }
 
 /** The route's body transform bound to this request (its base URL), if the route has one. */

@@ -34,6 +34,7 @@ export function handle(x: Exchange, deps: Deps): Promise<void> | undefined {
   const target = deps.forward !== undefined && isAbsoluteForm(url) ? deps.forward.route(url) : routeRequest(deps.config.routes, url)
   // Outside every route or allowed host, or an unsafe path: refuse (never an open proxy).
   if ('error' in target) return void sendFailure(x.res, target.error, deps.cacheStatus.format({}))
+  x.route = target.route.prefix
 
   // Other methods and bodies: pass on; a successful unsafe method invalidates the URL.
   const method = x.req.method ?? 'GET'

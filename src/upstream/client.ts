@@ -53,6 +53,8 @@ export class UpstreamClient {
   readonly health: HealthTracker
   /** Requests sent upstream, by outcome; read by health and, later, metrics. */
   readonly counters = { requests: 0, failures: 0, failovers: 0 }
+  /** Told how long each upstream exchange took to its headers (or to failing), by origin: the metrics. */
+  observe: ((origin: string, seconds: number) => void) | undefined
 
   constructor(options: ClientOptions = {}) {
     this.#now = options.now ?? Date.now
@@ -99,8 +101,10 @@ export class UpstreamClient {
       const url = new URL(`./${req.relativePath}`, base)
       if (i > 0) this.counters.failovers++
       this.counters.requests++
+      const sentAt = performance.now()
       try {
         const response = await this.#send(route, url, req.method, req.headers, null, req.signal ?? null)
+        this.observe?.(url.origin, (performance.now() - sentAt) / 1000)
         if (lastResponse !== undefined) discardBody(lastResponse.body)
         if (response.status < 500) {
           this.health.succeeded(base)
@@ -111,6 +115,7 @@ export class UpstreamClient {
         if (i === order.length - 1) return response
         lastResponse = response
       } catch (err) {
+        this.observe?.(url.origin, (performance.now() - sentAt) / 1000)
         if (req.signal?.aborted === true) throw toUpstreamError(req.method, url, err)
         this.counters.failures++
         lastError = toUpstreamError(req.method, url, err)

@@ -100,6 +100,7 @@ test('ENV_VARS names the variable behind each setting', () => {
       name: 'CACHEMIR_NAME',
       profile: 'CACHEMIR_PROFILE',
       publicUrl: 'CACHEMIR_PUBLIC_URL',
+      adminToken: 'CACHEMIR_ADMIN_TOKEN',
       proxyAllow: 'CACHEMIR_PROXY_ALLOW',
       connectAllow: 'CACHEMIR_CONNECT_ALLOW',
     },
@@ -464,7 +465,7 @@ test('unknown keys are problems at the top level, in a route and in a rule', (t)
   const cases: [unknown, string][] = [
     [
       { upstreams: [UP], upstream: [UP] },
-      'upstream: unknown key (expected one of listen, cacheDir, maxDisk, maxMemory, logLevel, upstreams, routes, offline, shutdownGrace, caFile, timeouts, workers, name, profile, publicUrl, proxyAllow, connectAllow)',
+      'upstream: unknown key (expected one of listen, cacheDir, maxDisk, maxMemory, logLevel, upstreams, routes, offline, shutdownGrace, caFile, timeouts, workers, name, profile, publicUrl, adminToken, proxyAllow, connectAllow)',
     ],
     [
       { routes: [{ prefix: '/', upstream: [UP], upstreams: [UP] }] },
