@@ -3,12 +3,16 @@
 //
 // Exit codes: 0 clean stop (including SIGTERM/SIGINT), 1 runtime failure, 2 bad configuration or usage.
 
-import yargs from 'yargs'
+import path from 'node:path'
+import yargs, { type Argv } from 'yargs'
+import { adminRequest, serverTarget } from './commands/admin-client.js'
+import { listEntries, verifyCache } from './commands/cache-dir.js'
+import { formatStats } from './commands/stats.js'
 import { formatProfiles } from './commands/profiles.js'
 import { PROFILES } from './profiles/profiles.js'
 import { hideBin } from 'yargs/helpers'
 import type { Logger } from 'pino'
-import { resolveConfig, ENV_VARS, type ConfigInput } from './config.js'
+import { defaultCacheDir, resolveConfig, ENV_VARS, type ConfigInput } from './config.js'
 import { isCachemirError } from './errors.js'
 import { createLogger } from './log.js'
 import { startMirror, type Mirror } from './server.js'
@@ -80,6 +84,35 @@ function exitAfterFlush(log: Logger, code: number): void {
 }
 
 const envNote = (key: keyof typeof ENV_VARS): string => `[env ${ENV_VARS[key]}]`
+
+/** Runs a command other than serve: a failure is one line on stderr and exit 1 (2 for bad configuration). */
+function runCommand(work: () => Promise<void>): Promise<void> {
+  return work().catch((err: unknown) =>
+    fail(
+      err instanceof Error ? err.message : String(err),
+      isCachemirError(err) && err.code === 'CACHEMIR_CONFIG_INVALID' ? EXIT_CONFIG : EXIT_RUNTIME,
+    ),
+  )
+}
+
+function adminOptions<T>(y: Argv<T>) {
+  return y
+    .option('server', {
+      type: 'string',
+      describe: 'The running mirror, e.g. http://mirror.lan:8080 [env CACHEMIR_SERVER] (default: http:// + --listen)',
+    })
+    .option('listen', { type: 'string', describe: `The mirror's listen address, when --server is not given ${envNote('listen')}` })
+    .option('admin-token', { type: 'string', describe: `The admin token, when the mirror has one ${envNote('adminToken')}` })
+}
+
+function cacheDirOptions<T>(y: Argv<T>) {
+  return y.option('cache-dir', { type: 'string', describe: `The cache directory ${envNote('cacheDir')}` })
+}
+
+function cacheDirOf(argv: { 'cache-dir'?: string | undefined }): string {
+  const dir = argv['cache-dir'] ?? (process.env['CACHEMIR_CACHE_DIR']?.trim() || undefined)
+  return dir === undefined ? defaultCacheDir(process.env) : path.resolve(dir)
+}
 
 await yargs(hideBin(process.argv))
   .scriptName('cachemir')
@@ -165,6 +198,60 @@ await yargs(hideBin(process.argv))
         adminToken: argv['admin-token'],
         proxyAllow: argv['proxy-allow'],
         connectAllow: argv['connect-allow'],
+      }),
+  )
+  .command(
+    'stats',
+    "Print the running mirror's figures",
+    (y) => adminOptions(y),
+    (argv) => runCommand(async () => console.log(await formatStats(serverTarget(argv, process.env)))),
+  )
+  .command(
+    'purge [paths..]',
+    'Remove entries from the running mirror: PATH..., --prefix P or --all',
+    (y) =>
+      adminOptions(y)
+        .positional('paths', {
+          type: 'string',
+          array: true,
+          describe: 'Mirror paths to purge, e.g. /debian/pool/main/h/hello_1.0_amd64.deb',
+        })
+        .option('prefix', { type: 'string', describe: 'Purge every entry under this path prefix' })
+        .option('all', { type: 'boolean', describe: 'Purge everything' }),
+    (argv) =>
+      runCommand(async () => {
+        const paths = argv.paths ?? []
+        const chosen = [paths.length > 0, argv.prefix !== undefined, argv.all === true].filter(Boolean).length
+        if (chosen !== 1) fail('purge: give PATH..., --prefix P or --all (exactly one)', EXIT_CONFIG)
+        const body = paths.length > 0 ? { paths } : argv.prefix !== undefined ? { prefix: argv.prefix } : { all: true }
+        const answer = (await adminRequest(serverTarget(argv, process.env), 'purge', 'POST', body)) as { removed: number }
+        console.log(`removed ${answer.removed}`)
+      }),
+  )
+  .command(
+    'ls',
+    'List what the cache directory holds',
+    (y) =>
+      cacheDirOptions(y)
+        .option('prefix', { type: 'string', describe: 'Only entries under this path prefix' })
+        .option('json', { type: 'boolean', describe: 'One JSON object per line' }),
+    (argv) =>
+      runCommand(async () => {
+        for (const e of await listEntries(cacheDirOf(argv), argv.prefix ?? '')) {
+          console.log(argv.json === true ? JSON.stringify(e) : `${e.status} ${String(e.bytes).padStart(12)} ${e.storedAt} ${e.url}`)
+        }
+      }),
+  )
+  .command(
+    'verify',
+    'Check every stored body against its length and digest; remove and name the damaged ones',
+    (y) => cacheDirOptions(y),
+    (argv) =>
+      runCommand(async () => {
+        const report = await verifyCache(cacheDirOf(argv))
+        for (const d of report.damaged) console.log(`damaged: ${d.url} (${d.reason}); removed`)
+        console.log(`checked ${report.checked}, damaged ${report.damaged.length}`)
+        if (report.damaged.length > 0) process.exitCode = EXIT_RUNTIME
       }),
   )
   .command(
