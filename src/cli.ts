@@ -8,6 +8,7 @@ import yargs, { type Argv } from 'yargs'
 import { adminRequest, serverTarget } from './commands/admin-client.js'
 import { listEntries, verifyCache } from './commands/cache-dir.js'
 import { formatStats } from './commands/stats.js'
+import { readWarmList, warm } from './commands/warm.js'
 import { formatProfiles } from './commands/profiles.js'
 import { PROFILES } from './profiles/profiles.js'
 import { hideBin } from 'yargs/helpers'
@@ -226,6 +227,38 @@ await yargs(hideBin(process.argv))
         const body = paths.length > 0 ? { paths } : argv.prefix !== undefined ? { prefix: argv.prefix } : { all: true }
         const answer = (await adminRequest(serverTarget(argv, process.env), 'purge', 'POST', body)) as { removed: number }
         console.log(`removed ${answer.removed}`)
+      }),
+  )
+  .command(
+    'warm [items..]',
+    'Prefetch paths or URLs through the running mirror (the same fills as live traffic)',
+    (y) =>
+      adminOptions(y)
+        .positional('items', { type: 'string', array: true, describe: 'Mirror paths or URLs' })
+        .option('from', { type: 'string', describe: 'A file of paths or URLs, one a line, or an npm package-lock.json; - for stdin' })
+        .option('concurrency', { type: 'number', default: 4, describe: 'Requests at a time (1-64)' })
+        .option('upstream', {
+          type: 'string',
+          array: true,
+          describe: 'Upstreams of the catch-all route, to map URLs on them onto the mirror',
+        })
+        .option('config', { type: 'string', describe: "The config file, to map URLs on its routes' upstreams onto the mirror" }),
+    (argv) =>
+      runCommand(async () => {
+        const concurrency = argv.concurrency
+        if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64) fail('--concurrency: expected 1 to 64', EXIT_CONFIG)
+        // yargs hands over `--from -` (stdin) as ''.
+        const from = argv.from === '' ? '-' : argv.from
+        const items = [...(argv.items ?? []), ...(from === undefined ? [] : await readWarmList(from))]
+        if (items.length === 0) fail('warm: give paths or URLs, or --from FILE', EXIT_CONFIG)
+        const routes =
+          argv.config !== undefined || argv.upstream !== undefined
+            ? resolveConfig({ config: argv.config, upstream: argv.upstream }, {}).routes
+            : []
+        const report = await warm(serverTarget(argv, process.env), items, concurrency, routes)
+        for (const f of report.failed) console.log(`failed: ${f.item} (${f.reason})`)
+        console.log(`warmed ${report.done}, failed ${report.failed.length}, ${report.bytes} bytes`)
+        if (report.failed.length > 0) process.exitCode = EXIT_RUNTIME
       }),
   )
   .command(

@@ -5,11 +5,14 @@
 
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { truncate } from 'node:fs/promises'
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { truncate, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import { cacheFiles, flipMiddle } from '../helpers/cache-files.js'
 import { cacheStatus, get } from '../helpers/client.js'
 import { makeBody, serveStatic, sha256, startOrigin } from '../helpers/origin.js'
-import { runCli, startProxyProcess } from '../helpers/proxy.js'
+import { CLI, runCli, startProxyProcess } from '../helpers/proxy.js'
 import { makeTempDir } from '../helpers/temp-dir.js'
 import { until } from '../helpers/wait.js'
 
@@ -100,4 +103,60 @@ test('verify names and removes bodies damaged on disk (exit 1); after a restart 
     Object.keys(FILES).map((p) => origin.count(p)),
     [2, 2, 1],
   )
+})
+
+/** `cachemir warm ARGS` with `input` on stdin. */
+async function warmWithStdin(args: string[], input: string): Promise<{ code: number | null; stdout: string }> {
+  const child = spawn(process.execPath, [CLI, 'warm', ...args], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+    env: { PATH: process.env.PATH ?? '' },
+  })
+  let stdout = ''
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
+  child.stdin.end(input)
+  const timer = setTimeout(() => child.kill('SIGKILL'), 20_000)
+  const [code] = (await once(child, 'exit')) as [number | null]
+  clearTimeout(timer)
+  return { code, stdout }
+}
+
+test('warm from arguments, a file, stdin and a package-lock.json: the paths are then hits, with no further origin request', async (t) => {
+  const files = Object.fromEntries(
+    ['/w1', '/w2', '/w3', '/w4', '/pkg/-/pkg-1.0.0.tgz'].map((p) => [p, { body: makeBody(10_000, p.length), headers: CACHEABLE }]),
+  )
+  const origin = await startOrigin(t, serveStatic(files))
+  const dir = await makeTempDir(t, 'cachemir-warm-')
+  const mirror = await startProxyProcess(t, ['--upstream', `${origin.url}/`, '--cache-dir', join(dir, 'cache')])
+  const server = ['--server', mirror.url('')]
+
+  const list = join(dir, 'list.txt')
+  await writeFile(list, '# warm these\n/w2\n\n/w3\n')
+  const lock = join(dir, 'package-lock.json')
+  await writeFile(
+    lock,
+    JSON.stringify({ lockfileVersion: 3, packages: { '': {}, 'node_modules/pkg': { resolved: `${origin.url}/pkg/-/pkg-1.0.0.tgz` } } }),
+  )
+
+  const fromArgs = await runCli(['warm', ...server, '/w1', '--from', list])
+  assert.equal(fromArgs.code, 0, fromArgs.stdout + fromArgs.stderr)
+  assert.match(fromArgs.stdout, /^warmed 3, failed 0, 30000 bytes$/m)
+  const fromStdin = await warmWithStdin([...server, '--from', '-'], '/w4\n')
+  assert.equal(fromStdin.code, 0, fromStdin.stdout)
+  assert.match(fromStdin.stdout, /^warmed 1, failed 0/m)
+  // The lockfile's URL lies under the --upstream route's upstream: mapped onto the mirror.
+  const fromLock = await runCli(['warm', ...server, '--from', lock, '--upstream', `${origin.url}/`])
+  assert.equal(fromLock.code, 0, fromLock.stderr)
+  assert.match(fromLock.stdout, /^warmed 1, failed 0/m)
+
+  for (const path of Object.keys(files)) assert.match(cacheStatus(await get(mirror.url(path))), /^cachemir; hit/, path)
+  assert.deepEqual(
+    Object.keys(files).map((p) => origin.count(p)),
+    [1, 1, 1, 1, 1],
+  )
+
+  const partly = await runCli(['warm', ...server, '/w1', '/missing', 'ftp://elsewhere/x'])
+  assert.equal(partly.code, 1)
+  assert.match(partly.stdout, /^failed: \/missing \(HTTP 404\)$/m)
+  assert.match(partly.stdout, /^failed: ftp:\/\/elsewhere\/x \(neither a path/m)
+  assert.match(partly.stdout, /^warmed 1, failed 2/m)
 })
