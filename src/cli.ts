@@ -262,6 +262,20 @@ await yargs(hideBin(process.argv))
       }),
   )
   .command(
+    'sync',
+    'Revalidate every cached entry (or those under --prefix) against its upstream',
+    (y) => adminOptions(y).option('prefix', { type: 'string', describe: 'Only entries under this path prefix' }),
+    (argv) =>
+      runCommand(async () => {
+        const query = argv.prefix === undefined ? '' : `?prefix=${encodeURIComponent(argv.prefix)}`
+        const r = (await adminRequest(serverTarget(argv, process.env), `sync${query}`, 'POST', {})) as Record<string, number>
+        console.log(
+          `unchanged ${r['unchanged']}, updated ${r['updated']}, gone ${r['gone']}, failed ${r['failed']}, skipped ${r['skipped']}`,
+        )
+        if ((r['failed'] ?? 0) > 0) process.exitCode = EXIT_RUNTIME
+      }),
+  )
+  .command(
     'ls',
     'List what the cache directory holds',
     (y) =>

@@ -22,6 +22,7 @@ import { Metrics } from './admin/metrics.js'
 import { metricsEndpoint, statsEndpoint } from './admin/figures.js'
 import { purgeEndpoint } from './admin/purge.js'
 import { readyEndpoint } from './admin/ready.js'
+import { syncEndpoint } from './admin/sync.js'
 import { AdminRouter, isAdminPath } from './admin/router.js'
 import { healthEndpoint } from './admin/health.js'
 import { urlRewriteFor } from './profiles/rewrite-urls.js'
@@ -90,6 +91,7 @@ export async function startMirror(config: Config, log: Logger, options: MirrorOp
     .add(statsEndpoint(metrics))
     .add(purgeEndpoint(deps, config.routes, config.adminToken, cacheStatus))
     .add(readyEndpoint(config.cacheDir, () => indexed))
+    .add(syncEndpoint(deps, config, cacheStatus))
   let nextId = 0
   let inFlight = 0
   let idle: (() => void) | undefined

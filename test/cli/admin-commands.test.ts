@@ -160,3 +160,39 @@ test('warm from arguments, a file, stdin and a package-lock.json: the paths are 
   assert.match(partly.stdout, /^failed: ftp:\/\/elsewhere\/x \(neither a path/m)
   assert.match(partly.stdout, /^warmed 1, failed 2/m)
 })
+
+test('sync revalidates every entry: unchanged (304), updated (new bytes served), gone (404: removed), counted', async (t) => {
+  const versions = new Map([
+    ['/s1', 'one v1'],
+    ['/s2', 'two v1'],
+    ['/s3', 'three v1'],
+    ['/s4', 'four, no validators'],
+  ])
+  const origin = await startOrigin(t, (req, res) => {
+    const body = versions.get(req.url ?? '')
+    if (body === undefined) return void res.writeHead(404, { 'content-length': '0' }).end()
+    const etag = `"${sha256(body).slice(0, 8)}"`
+    const validators = req.url === '/s4' ? {} : { etag }
+    if (req.url !== '/s4' && req.headers['if-none-match'] === etag)
+      return void res.writeHead(304, { etag, 'cache-control': 'max-age=600' }).end()
+    res.writeHead(200, { 'cache-control': 'max-age=600', 'content-length': Buffer.byteLength(body), ...validators }).end(body)
+  })
+  const cacheDir = await makeTempDir(t, 'cachemir-sync-')
+  const mirror = await startProxyProcess(t, ['--upstream', `${origin.url}/`, '--cache-dir', cacheDir])
+  for (const path of versions.keys()) await get(mirror.url(path))
+  await until(async () => (await cacheFiles(cacheDir)).filter((f) => f.name.endsWith('.body')).length === 4, 'four bodies on disk')
+
+  versions.set('/s2', 'two v2')
+  versions.delete('/s3')
+  const sync = await runCli(['sync', '--server', mirror.url('')])
+  assert.equal(sync.code, 0, sync.stderr)
+  assert.equal(sync.stdout.trim(), 'unchanged 2, updated 1, gone 1, failed 0, skipped 0')
+
+  const two = await get(mirror.url('/s2'))
+  assert.equal(two.body.toString(), 'two v2')
+  assert.match(cacheStatus(two), /^cachemir; hit/)
+  assert.match(cacheStatus(await get(mirror.url('/s1'))), /^cachemir; hit/)
+  const three = await get(mirror.url('/s3'))
+  assert.equal(three.status, 404)
+  assert.doesNotMatch(cacheStatus(three), /hit/)
+})
