@@ -169,6 +169,10 @@ await yargs(hideBin(process.argv))
           type: 'string',
           describe: `CONNECT tunnels (uncached) allowed to these host:port pairs; others are refused ${envNote('connectAllow')}`,
         })
+        .option('sync-every', {
+          type: 'string',
+          describe: `Revalidate every cached entry with its upstream this often, e.g. 6h (at least 1s) ${envNote('syncEvery')}`,
+        })
         .option('admin-token', {
           type: 'string',
           describe: `Bearer token for the admin API's state-changing endpoints; without one they answer loopback only ${envNote('adminToken')}`,
@@ -197,6 +201,7 @@ await yargs(hideBin(process.argv))
         profile: argv.profile,
         publicUrl: argv['public-url'],
         adminToken: argv['admin-token'],
+        syncEvery: argv['sync-every'],
         proxyAllow: argv['proxy-allow'],
         connectAllow: argv['connect-allow'],
       }),

@@ -17,6 +17,7 @@ import {
   checkProfile,
   checkPublicUrl,
   checkAdminToken,
+  checkSyncEvery,
   checkDir,
   checkKeys,
   checkListen,
@@ -49,6 +50,7 @@ const TOP_KEYS = [
   'profile',
   'publicUrl',
   'adminToken',
+  'syncEvery',
   'proxyAllow',
   'connectAllow',
 ]
@@ -79,6 +81,7 @@ export interface FileSettings {
   profile?: string | undefined
   publicUrl?: string | undefined
   adminToken?: string | undefined
+  syncEveryMs?: number | undefined
   proxyAllow?: readonly ProxyHost[] | undefined
   connectAllow?: readonly ConnectTarget[] | undefined
   upstreams?: { readonly field: string; readonly urls: readonly URL[] | undefined } | undefined
@@ -133,6 +136,7 @@ export function readConfigFile(source: Given, problems: string[]): FileSettings 
   if (has('profile')) settings.profile = checkProfile(at('profile'), problems)
   if (has('publicUrl')) settings.publicUrl = checkPublicUrl(at('publicUrl'), problems)
   if (has('adminToken')) settings.adminToken = checkAdminToken(at('adminToken'), problems)
+  if (has('syncEvery')) settings.syncEveryMs = checkSyncEvery(at('syncEvery'), problems)
   if (has('proxyAllow')) settings.proxyAllow = checkProxyHosts(at('proxyAllow'), problems)
   if (has('connectAllow')) settings.connectAllow = checkConnectTargets(at('connectAllow'), problems)
   if (has('upstreams')) {

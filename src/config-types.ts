@@ -96,6 +96,8 @@ export interface Config {
    * one they answer loopback clients only. Never logged.
    */
   readonly adminToken: string | undefined
+  /** Between background syncs of every cached entry with its upstream (`--sync-every`); undefined: none. */
+  readonly syncEveryMs: number | undefined
   /** Hosts whose absolute-form requests (the mirror as an HTTP proxy) are fetched and cached. */
   readonly proxyAllow: readonly ProxyHost[]
   /** Where CONNECT may open a tunnel (uncached); empty: CONNECT is refused. */

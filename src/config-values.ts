@@ -218,6 +218,14 @@ export function checkAdminToken({ field, value }: Given, problems: string[]): st
   return undefined
 }
 
+/** A duration of at least one second between background syncs. */
+export function checkSyncEvery(given: Given, problems: string[]): number | undefined {
+  const ms = checkDuration(given, '1h', problems)
+  if (ms === undefined || ms >= 1000) return ms
+  problems.push(`${given.field}: expected at least 1s, got ${show(given.value)}`)
+  return undefined
+}
+
 /** The name of one of src/profiles/. */
 export function checkProfile({ field, value }: Given, problems: string[]): string | undefined {
   if (typeof value === 'string' && PROFILES.has(value.trim())) return value.trim()

@@ -17,6 +17,7 @@ import {
   checkLogLevel,
   checkName,
   checkAdminToken,
+  checkSyncEvery,
   checkProfile,
   checkPublicUrl,
   checkReadableFile,
@@ -60,6 +61,7 @@ export const DEFAULTS: Readonly<Omit<Config, 'routes'>> = Object.freeze({
   name: 'cachemir',
   publicUrl: undefined,
   adminToken: undefined,
+  syncEveryMs: undefined,
   proxyAllow: Object.freeze([]),
   connectAllow: Object.freeze([]),
 })
@@ -100,6 +102,8 @@ export interface ConfigInput {
   publicUrl?: string | undefined
   /** `--admin-token`: the bearer token state-changing admin endpoints require. */
   adminToken?: string | undefined
+  /** `--sync-every`: a duration between background syncs with the upstreams. */
+  syncEvery?: string | undefined
   /** `--proxy-allow HOST,...`: hosts served as a forward proxy. */
   proxyAllow?: string | undefined
   /** `--connect-allow HOST:PORT,...`: CONNECT tunnels allowed. */
@@ -126,6 +130,7 @@ export const ENV_VARS = Object.freeze({
   profile: 'CACHEMIR_PROFILE',
   publicUrl: 'CACHEMIR_PUBLIC_URL',
   adminToken: 'CACHEMIR_ADMIN_TOKEN',
+  syncEvery: 'CACHEMIR_SYNC_EVERY',
   proxyAllow: 'CACHEMIR_PROXY_ALLOW',
   connectAllow: 'CACHEMIR_CONNECT_ALLOW',
 } as const satisfies Record<keyof ConfigInput, string>)
@@ -149,6 +154,7 @@ const FLAGS = {
   profile: '--profile',
   publicUrl: '--public-url',
   adminToken: '--admin-token',
+  syncEvery: '--sync-every',
   proxyAllow: '--proxy-allow',
   connectAllow: '--connect-allow',
 } as const satisfies Record<keyof ConfigInput, string>
@@ -195,6 +201,7 @@ export function resolveConfig(args: ConfigInput, env: Record<string, string | un
   const name = pick('name', file?.name, (g) => checkName(g, problems))
   const publicUrl = pick('publicUrl', file?.publicUrl, (g) => checkPublicUrl(g, problems))
   const adminToken = pick('adminToken', file?.adminToken, (g) => checkAdminToken(g, problems))
+  const syncEveryMs = pick('syncEvery', file?.syncEveryMs, (g) => checkSyncEvery(g, problems))
   const proxyAllow = pick('proxyAllow', file?.proxyAllow, (g) => checkProxyHosts(g, problems))
   const connectAllow = pick('connectAllow', file?.connectAllow, (g) => checkConnectTargets(g, problems))
   const profileSource = given('profile')
@@ -244,6 +251,7 @@ export function resolveConfig(args: ConfigInput, env: Record<string, string | un
     name: name ?? DEFAULTS.name,
     publicUrl,
     adminToken,
+    syncEveryMs,
     proxyAllow: proxyAllow ?? DEFAULTS.proxyAllow,
     connectAllow: connectAllow ?? DEFAULTS.connectAllow,
   })

@@ -22,7 +22,7 @@ import { Metrics } from './admin/metrics.js'
 import { metricsEndpoint, statsEndpoint } from './admin/figures.js'
 import { purgeEndpoint } from './admin/purge.js'
 import { readyEndpoint } from './admin/ready.js'
-import { syncEndpoint } from './admin/sync.js'
+import { syncEndpoint, syncEntries } from './admin/sync.js'
 import { AdminRouter, isAdminPath } from './admin/router.js'
 import { healthEndpoint } from './admin/health.js'
 import { urlRewriteFor } from './profiles/rewrite-urls.js'
@@ -215,6 +215,21 @@ export async function startMirror(config: Config, log: Logger, options: MirrorOp
     },
   )
 
+  // --sync-every: the same sync as POST /_cachemir/sync, on a timer (one worker of a group runs it).
+  let syncing: Promise<void> | undefined
+  const syncTimer =
+    config.syncEveryMs === undefined || (peers !== undefined && peers.self.index !== 0)
+      ? undefined
+      : setInterval(() => {
+          syncing ??= syncEntries(deps, config)
+            .then(
+              (report) => log.info(report, 'background sync done'),
+              (err: unknown) => log.warn({ err }, 'background sync failed'),
+            )
+            .finally(() => (syncing = undefined))
+        }, config.syncEveryMs)
+  syncTimer?.unref()
+
   let closing: Promise<void> | undefined
   async function close(graceMs = 10_000): Promise<void> {
     closing ??= (async () => {
@@ -229,6 +244,8 @@ export async function startMirror(config: Config, log: Logger, options: MirrorOp
           }
         })
       }
+      clearInterval(syncTimer)
+      await syncing
       await fills.settleAll()
       server.closeAllConnections()
       for (const socket of tunnels) socket.destroy()

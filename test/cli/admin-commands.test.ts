@@ -196,3 +196,25 @@ test('sync revalidates every entry: unchanged (304), updated (new bytes served),
   assert.equal(three.status, 404)
   assert.doesNotMatch(cacheStatus(three), /hit/)
 })
+
+test('--sync-every 1s: a changed object is fetched again in the background, with no client request, and served new as a hit', async (t) => {
+  let version = 'v1'
+  const origin = await startOrigin(t, (req, res) => {
+    const body = `${req.url ?? ''} ${version}`
+    res.writeHead(200, { 'cache-control': 'max-age=600', 'content-length': Buffer.byteLength(body), etag: `"${version}"` }).end(body)
+  })
+  const cacheDir = await makeTempDir(t, 'cachemir-sync-every-')
+  const mirror = await startProxyProcess(t, ['--upstream', `${origin.url}/`, '--cache-dir', cacheDir, '--sync-every', '1s'])
+  assert.equal((await get(mirror.url('/obj'))).body.toString(), '/obj v1')
+  version = 'v2'
+  // No client asks: the mirror's own sync reaches the origin again (a conditional request, 200 with v2).
+  await until(
+    () => origin.requests.some((r) => r.url === '/obj' && r.headers['if-none-match'] === '"v1"'),
+    'a background revalidation',
+    15_000,
+  )
+  await until(async () => (await get(mirror.url('/obj'))).body.toString() === '/obj v2', 'the new version served', 15_000)
+  const after = await get(mirror.url('/obj'))
+  assert.equal(after.body.toString(), '/obj v2')
+  assert.match(cacheStatus(after), /^cachemir; hit/)
+})
