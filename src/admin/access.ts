@@ -3,7 +3,9 @@
 // compared in constant time), or, when no token is configured, a client on loopback only.
 
 import { createHash, timingSafeEqual } from 'node:crypto'
-import type { IncomingMessage } from 'node:http'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { CacheStatusWriter } from '../respond/cache-status.js'
+import { sendError } from '../respond/send-error.js'
 
 export type Access = 'allowed' | 'unauthenticated' | 'forbidden'
 
@@ -18,4 +20,18 @@ export function checkAccess(req: IncomingMessage, token: string | undefined): Ac
   const a = createHash('sha256').update(given).digest()
   const b = createHash('sha256').update(token).digest()
   return timingSafeEqual(a, b) ? 'allowed' : 'forbidden'
+}
+
+/** Answers 401 (with WWW-Authenticate) or 403 and returns false unless the request may change state. */
+export function admitted(req: IncomingMessage, res: ServerResponse, token: string | undefined, cacheStatus: CacheStatusWriter): boolean {
+  const access = checkAccess(req, token)
+  if (access === 'allowed') return true
+  if (access === 'unauthenticated') res.setHeader('WWW-Authenticate', 'Bearer')
+  sendError(
+    res,
+    access === 'unauthenticated' ? 401 : 403,
+    access === 'unauthenticated' ? 'admin token required' : 'not allowed',
+    cacheStatus.format({}),
+  )
+  return false
 }

@@ -11,7 +11,7 @@ import { purgeKeys } from '../proxy/purge.js'
 import { routeRequest } from '../proxy/route.js'
 import type { CacheStatusWriter } from '../respond/cache-status.js'
 import { sendError } from '../respond/send-error.js'
-import { checkAccess } from './access.js'
+import { admitted } from './access.js'
 import { sendJson, type AdminEndpoint } from './router.js'
 
 const MAX_BODY_BYTES = 64 * 1024
@@ -29,11 +29,7 @@ export function purgeEndpoint(
     path: 'purge',
     methods: ['POST'],
     handle: async (req, res) => {
-      const access = checkAccess(req, token)
-      if (access !== 'allowed') {
-        if (access === 'unauthenticated') res.setHeader('WWW-Authenticate', 'Bearer')
-        return refuse(res, access === 'unauthenticated' ? 401 : 403, access === 'unauthenticated' ? 'admin token required' : 'not allowed')
-      }
+      if (!admitted(req, res, token, cacheStatus)) return
       const body = await readBody(req)
       if (body === undefined) return refuse(res, 413, `request body over ${MAX_BODY_BYTES} bytes`)
       const parsed = parsePurge(body)

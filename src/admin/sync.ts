@@ -12,7 +12,7 @@ import { routeRequest } from '../proxy/route.js'
 import type { CacheStatusWriter } from '../respond/cache-status.js'
 import { sendError } from '../respond/send-error.js'
 import { discardBody } from '../upstream/client.js'
-import { checkAccess } from './access.js'
+import { admitted } from './access.js'
 import { sendJson, type AdminEndpoint } from './router.js'
 
 export interface SyncReport {
@@ -88,16 +88,7 @@ export function syncEndpoint(deps: SyncDeps, config: Pick<Config, 'routes' | 'ad
     path: 'sync',
     methods: ['POST'],
     handle: async (req, res) => {
-      const access = checkAccess(req, config.adminToken)
-      if (access !== 'allowed') {
-        if (access === 'unauthenticated') res.setHeader('WWW-Authenticate', 'Bearer')
-        return sendError(
-          res,
-          access === 'unauthenticated' ? 401 : 403,
-          access === 'unauthenticated' ? 'admin token required' : 'not allowed',
-          cacheStatus.format({}),
-        )
-      }
+      if (!admitted(req, res, config.adminToken, cacheStatus)) return
       const prefix = new URL(req.url ?? '/', 'http://mirror').searchParams.get('prefix') ?? '/'
       if (!prefix.startsWith('/')) return sendError(res, 400, 'prefix: expected a path starting with /', cacheStatus.format({}))
       sendJson(req, res, 200, await syncEntries(deps, config, prefix))
