@@ -36,7 +36,7 @@ async function serve(args: ConfigInput): Promise<void> {
   } catch (err) {
     fail(isCachemirError(err) ? err.message : String(err), EXIT_CONFIG)
   }
-  const log = createLogger(config.logLevel)
+  const log = createLogger(config.logLevel, undefined, config.logFormat)
   // `--workers N`: this process only supervises; the workers run this same command.
   if (config.workers > 1 && cluster.isPrimary) {
     const code = await runPrimary(config, log)
@@ -169,6 +169,10 @@ await yargs(hideBin(process.argv))
           type: 'string',
           describe: `CONNECT tunnels (uncached) allowed to these host:port pairs; others are refused ${envNote('connectAllow')}`,
         })
+        .option('log-format', {
+          type: 'string',
+          describe: `json (default) or pretty, pino-pretty's lines for a terminal ${envNote('logFormat')}`,
+        })
         .option('sync-every', {
           type: 'string',
           describe: `Revalidate every cached entry with its upstream this often, e.g. 6h (at least 1s) ${envNote('syncEvery')}`,
@@ -202,6 +206,7 @@ await yargs(hideBin(process.argv))
         publicUrl: argv['public-url'],
         adminToken: argv['admin-token'],
         syncEvery: argv['sync-every'],
+        logFormat: argv['log-format'],
         proxyAllow: argv['proxy-allow'],
         connectAllow: argv['connect-allow'],
       }),

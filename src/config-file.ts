@@ -18,6 +18,7 @@ import {
   checkPublicUrl,
   checkAdminToken,
   checkSyncEvery,
+  checkLogFormat,
   checkDir,
   checkKeys,
   checkListen,
@@ -51,6 +52,7 @@ const TOP_KEYS = [
   'publicUrl',
   'adminToken',
   'syncEvery',
+  'logFormat',
   'proxyAllow',
   'connectAllow',
 ]
@@ -82,6 +84,7 @@ export interface FileSettings {
   publicUrl?: string | undefined
   adminToken?: string | undefined
   syncEveryMs?: number | undefined
+  logFormat?: 'json' | 'pretty' | undefined
   proxyAllow?: readonly ProxyHost[] | undefined
   connectAllow?: readonly ConnectTarget[] | undefined
   upstreams?: { readonly field: string; readonly urls: readonly URL[] | undefined } | undefined
@@ -137,6 +140,7 @@ export function readConfigFile(source: Given, problems: string[]): FileSettings 
   if (has('publicUrl')) settings.publicUrl = checkPublicUrl(at('publicUrl'), problems)
   if (has('adminToken')) settings.adminToken = checkAdminToken(at('adminToken'), problems)
   if (has('syncEvery')) settings.syncEveryMs = checkSyncEvery(at('syncEvery'), problems)
+  if (has('logFormat')) settings.logFormat = checkLogFormat(at('logFormat'), problems)
   if (has('proxyAllow')) settings.proxyAllow = checkProxyHosts(at('proxyAllow'), problems)
   if (has('connectAllow')) settings.connectAllow = checkConnectTargets(at('connectAllow'), problems)
   if (has('upstreams')) {

@@ -98,6 +98,8 @@ export interface Config {
   readonly adminToken: string | undefined
   /** Between background syncs of every cached entry with its upstream (`--sync-every`); undefined: none. */
   readonly syncEveryMs: number | undefined
+  /** `json` (pino's lines, the default) or `pretty` (pino-pretty's human lines, for a terminal). */
+  readonly logFormat: 'json' | 'pretty'
   /** Hosts whose absolute-form requests (the mirror as an HTTP proxy) are fetched and cached. */
   readonly proxyAllow: readonly ProxyHost[]
   /** Where CONNECT may open a tunnel (uncached); empty: CONNECT is refused. */

@@ -226,6 +226,12 @@ export function checkSyncEvery(given: Given, problems: string[]): number | undef
   return undefined
 }
 
+export function checkLogFormat({ field, value }: Given, problems: string[]): 'json' | 'pretty' | undefined {
+  if (value === 'json' || value === 'pretty') return value
+  problems.push(`${field}: expected json or pretty, got ${show(value)}`)
+  return undefined
+}
+
 /** The name of one of src/profiles/. */
 export function checkProfile({ field, value }: Given, problems: string[]): string | undefined {
   if (typeof value === 'string' && PROFILES.has(value.trim())) return value.trim()

@@ -18,6 +18,7 @@ import {
   checkName,
   checkAdminToken,
   checkSyncEvery,
+  checkLogFormat,
   checkProfile,
   checkPublicUrl,
   checkReadableFile,
@@ -62,6 +63,7 @@ export const DEFAULTS: Readonly<Omit<Config, 'routes'>> = Object.freeze({
   publicUrl: undefined,
   adminToken: undefined,
   syncEveryMs: undefined,
+  logFormat: 'json',
   proxyAllow: Object.freeze([]),
   connectAllow: Object.freeze([]),
 })
@@ -104,6 +106,8 @@ export interface ConfigInput {
   adminToken?: string | undefined
   /** `--sync-every`: a duration between background syncs with the upstreams. */
   syncEvery?: string | undefined
+  /** `--log-format json|pretty`. */
+  logFormat?: string | undefined
   /** `--proxy-allow HOST,...`: hosts served as a forward proxy. */
   proxyAllow?: string | undefined
   /** `--connect-allow HOST:PORT,...`: CONNECT tunnels allowed. */
@@ -131,6 +135,7 @@ export const ENV_VARS = Object.freeze({
   publicUrl: 'CACHEMIR_PUBLIC_URL',
   adminToken: 'CACHEMIR_ADMIN_TOKEN',
   syncEvery: 'CACHEMIR_SYNC_EVERY',
+  logFormat: 'CACHEMIR_LOG_FORMAT',
   proxyAllow: 'CACHEMIR_PROXY_ALLOW',
   connectAllow: 'CACHEMIR_CONNECT_ALLOW',
 } as const satisfies Record<keyof ConfigInput, string>)
@@ -155,6 +160,7 @@ const FLAGS = {
   publicUrl: '--public-url',
   adminToken: '--admin-token',
   syncEvery: '--sync-every',
+  logFormat: '--log-format',
   proxyAllow: '--proxy-allow',
   connectAllow: '--connect-allow',
 } as const satisfies Record<keyof ConfigInput, string>
@@ -202,6 +208,7 @@ export function resolveConfig(args: ConfigInput, env: Record<string, string | un
   const publicUrl = pick('publicUrl', file?.publicUrl, (g) => checkPublicUrl(g, problems))
   const adminToken = pick('adminToken', file?.adminToken, (g) => checkAdminToken(g, problems))
   const syncEveryMs = pick('syncEvery', file?.syncEveryMs, (g) => checkSyncEvery(g, problems))
+  const logFormat = pick('logFormat', file?.logFormat, (g) => checkLogFormat(g, problems))
   const proxyAllow = pick('proxyAllow', file?.proxyAllow, (g) => checkProxyHosts(g, problems))
   const connectAllow = pick('connectAllow', file?.connectAllow, (g) => checkConnectTargets(g, problems))
   const profileSource = given('profile')
@@ -252,6 +259,7 @@ export function resolveConfig(args: ConfigInput, env: Record<string, string | un
     publicUrl,
     adminToken,
     syncEveryMs,
+    logFormat: logFormat ?? DEFAULTS.logFormat,
     proxyAllow: proxyAllow ?? DEFAULTS.proxyAllow,
     connectAllow: connectAllow ?? DEFAULTS.connectAllow,
   })

@@ -2,12 +2,13 @@
 // The root logger, redaction, and the one `request completed` line per request.
 
 import { pino, type DestinationStream, type Logger } from 'pino'
+import pretty from 'pino-pretty'
 import type { LogLevel } from './config.js'
 import type { Exchange } from './proxy/exchange.js'
 import { outcomeWord } from './respond/cache-status.js'
 
 /** Creates the root logger. Without a destination, logs go to stdout through an async writer. */
-export function createLogger(level: LogLevel, destination?: DestinationStream): Logger {
+export function createLogger(level: LogLevel, destination?: DestinationStream, format: 'json' | 'pretty' = 'json'): Logger {
   return pino(
     {
       level,
@@ -17,7 +18,8 @@ export function createLogger(level: LogLevel, destination?: DestinationStream): 
         censor: '[redacted]',
       },
     },
-    destination ?? pino.destination({ dest: 1, sync: false }),
+    destination ??
+      (format === 'pretty' ? pretty({ colorize: process.stdout.isTTY, sync: true }) : pino.destination({ dest: 1, sync: false })),
   )
 }
 

@@ -103,6 +103,44 @@ test('cachemir profiles exits 0 and lists each profile with its rules', async ()
   assert.match(result.stdout, /^ {2}no-store {2}\. {2}\(login, publish/m, 'the npm pass-through rule is listed')
 })
 
+test('--log-format pretty writes human lines, not JSON; a bad value exits 2 naming the flag', async (t) => {
+  const dir = await makeTempDir(t, 'cachemir-pretty-')
+  const child = spawn(
+    process.execPath,
+    [
+      join(ROOT, 'dist', 'src', 'cli.js'),
+      'serve',
+      '--upstream',
+      'http://127.0.0.1:9/',
+      '--listen',
+      '127.0.0.1:0',
+      '--cache-dir',
+      dir,
+      '--log-format',
+      'pretty',
+    ],
+    {
+      env: { PATH: process.env.PATH ?? '' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  )
+  t.after(() => void child.kill('SIGKILL'))
+  let out = ''
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()))
+  await within(
+    new Promise<void>((resolve) => child.stdout.on('data', () => out.includes('listening') && resolve())),
+    10_000,
+    'the listening line',
+  )
+  child.kill('SIGTERM')
+  await once(child, 'exit')
+  assert.match(out, /^\[\d{2}:\d{2}:\d{2}\.\d{3}\] INFO \(\d+\): listening$/m)
+  assert.ok(!out.split('\n').some((line) => line.startsWith('{')), 'no JSON lines')
+  const bad = await runCli(['serve', '--upstream', 'http://127.0.0.1:9/', '--log-format', 'fancy'])
+  assert.equal(bad.code, 2)
+  assert.equal(bad.stderr, 'cachemir: --log-format: expected json or pretty, got "fancy"\n')
+})
+
 test('an unknown flag exits 2 with one line naming it', async (t) => {
   const result = await runCli(await serveArgs(t, ['--bogus']))
 

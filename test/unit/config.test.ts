@@ -102,6 +102,7 @@ test('ENV_VARS names the variable behind each setting', () => {
       publicUrl: 'CACHEMIR_PUBLIC_URL',
       adminToken: 'CACHEMIR_ADMIN_TOKEN',
       syncEvery: 'CACHEMIR_SYNC_EVERY',
+      logFormat: 'CACHEMIR_LOG_FORMAT',
       proxyAllow: 'CACHEMIR_PROXY_ALLOW',
       connectAllow: 'CACHEMIR_CONNECT_ALLOW',
     },
@@ -466,7 +467,7 @@ test('unknown keys are problems at the top level, in a route and in a rule', (t)
   const cases: [unknown, string][] = [
     [
       { upstreams: [UP], upstream: [UP] },
-      'upstream: unknown key (expected one of listen, cacheDir, maxDisk, maxMemory, logLevel, upstreams, routes, offline, shutdownGrace, caFile, timeouts, workers, name, profile, publicUrl, adminToken, syncEvery, proxyAllow, connectAllow)',
+      'upstream: unknown key (expected one of listen, cacheDir, maxDisk, maxMemory, logLevel, upstreams, routes, offline, shutdownGrace, caFile, timeouts, workers, name, profile, publicUrl, adminToken, syncEvery, logFormat, proxyAllow, connectAllow)',
     ],
     [
       { routes: [{ prefix: '/', upstream: [UP], upstreams: [UP] }] },
