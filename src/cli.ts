@@ -6,7 +6,7 @@
 import path from 'node:path'
 import yargs, { type Argv } from 'yargs'
 import { adminRequest, serverTarget } from './commands/admin-client.js'
-import { listEntries, verifyCache } from './commands/cache-dir.js'
+import { listEntries, purgeOffline, verifyCache } from './commands/cache-dir.js'
 import { formatStats } from './commands/stats.js'
 import { readWarmList, warm } from './commands/warm.js'
 import { formatProfiles } from './commands/profiles.js'
@@ -228,13 +228,19 @@ await yargs(hideBin(process.argv))
           describe: 'Mirror paths to purge, e.g. /debian/pool/main/h/hello_1.0_amd64.deb',
         })
         .option('prefix', { type: 'string', describe: 'Purge every entry under this path prefix' })
-        .option('all', { type: 'boolean', describe: 'Purge everything' }),
+        .option('all', { type: 'boolean', describe: 'Purge everything' })
+        .option('offline', { type: 'boolean', describe: "Remove from a stopped server's cache directory instead" })
+        .option('cache-dir', { type: 'string', describe: `With --offline: the cache directory ${envNote('cacheDir')}` }),
     (argv) =>
       runCommand(async () => {
         const paths = argv.paths ?? []
         const chosen = [paths.length > 0, argv.prefix !== undefined, argv.all === true].filter(Boolean).length
         if (chosen !== 1) fail('purge: give PATH..., --prefix P or --all (exactly one)', EXIT_CONFIG)
         const body = paths.length > 0 ? { paths } : argv.prefix !== undefined ? { prefix: argv.prefix } : { all: true }
+        if (argv.offline === true) {
+          console.log(`removed ${await purgeOffline(cacheDirOf(argv), body)}`)
+          return
+        }
         const answer = (await adminRequest(serverTarget(argv, process.env), 'purge', 'POST', body)) as { removed: number }
         console.log(`removed ${answer.removed}`)
       }),

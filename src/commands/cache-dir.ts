@@ -77,3 +77,23 @@ async function damageOf(store: DiskStore, hash: string, meta: EntryMeta): Promis
     await fh.close().catch(() => {})
   }
 }
+
+/**
+ * `purge --offline`: removes the entries of a stopped server's cache directory whose URL is one of
+ * `paths`, lies under `prefix`, or all of them; returns how many. Each entry goes the way the
+ * running store removes one (DiskStore.removeIfCurrent).
+ */
+export async function purgeOffline(
+  cacheDir: string,
+  which: { paths?: readonly string[]; prefix?: string; all?: boolean },
+): Promise<number> {
+  const store = await openStore(cacheDir)
+  const paths = new Set(which.paths ?? [])
+  let removed = 0
+  for await (const { hash, meta } of store.list()) {
+    const url = meta.key.split('\u0000', 1)[0] ?? meta.key
+    const chosen = which.all === true || paths.has(url) || (which.prefix !== undefined && url.startsWith(which.prefix))
+    if (chosen && (await store.removeIfCurrent(hash, meta))) removed++
+  }
+  return removed
+}

@@ -218,3 +218,24 @@ test('--sync-every 1s: a changed object is fetched again in the background, with
   assert.equal(after.body.toString(), '/obj v2')
   assert.match(cacheStatus(after), /^cachemir; hit/)
 })
+
+test("purge --offline removes entries from a stopped server's cache directory; after a restart they are misses, the rest hits", async (t) => {
+  const origin = await startOrigin(t, serveStatic(staticFiles()))
+  const cacheDir = await makeTempDir(t, 'cachemir-offline-purge-')
+  const args = ['--upstream', `${origin.url}/`, '--cache-dir', cacheDir]
+  const first = await startProxyProcess(t, args)
+  for (const path of Object.keys(FILES)) await get(first.url(path))
+  await until(async () => (await cacheFiles(cacheDir)).filter((f) => f.name.endsWith('.body')).length === 3, 'three bodies on disk')
+  await first.kill('SIGTERM')
+
+  const one = await runCli(['purge', '--offline', '--cache-dir', cacheDir, '/a.bin'])
+  assert.equal(one.code, 0, one.stderr)
+  assert.equal(one.stdout.trim(), 'removed 1')
+  const prefix = await runCli(['purge', '--offline', '--cache-dir', cacheDir, '--prefix', '/b'])
+  assert.equal(prefix.stdout.trim(), 'removed 1')
+
+  const second = await startProxyProcess(t, args)
+  assert.match(cacheStatus(await get(second.url('/a.bin'))), /fwd=miss/)
+  assert.match(cacheStatus(await get(second.url('/b.bin'))), /fwd=miss/)
+  assert.match(cacheStatus(await get(second.url('/c.bin'))), /^cachemir; hit/)
+})
