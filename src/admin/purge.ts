@@ -6,7 +6,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Route } from '../config-types.js'
 import type { Deps } from '../proxy/exchange.js'
-import { representationKeys } from '../proxy/cache-key.js'
+import { purgeKeyOf, representationKeys } from '../proxy/cache-key.js'
 import { purgeKeys } from '../proxy/purge.js'
 import { routeRequest } from '../proxy/route.js'
 import type { CacheStatusWriter } from '../respond/cache-status.js'
@@ -81,8 +81,7 @@ async function keysToPurge(deps: Pick<Deps, 'store'>, routes: readonly Route[], 
   // key is purged through its URL's, which drops every variant).
   const keys = new Set<string>()
   for await (const { meta } of deps.store.list()) {
-    const vary = meta.key.indexOf('\u0000vary')
-    const key = vary < 0 ? meta.key : meta.key.slice(0, vary)
+    const key = purgeKeyOf(meta.key)
     if ('all' in request || key.startsWith(request.prefix)) keys.add(key)
   }
   return [...keys]

@@ -7,6 +7,7 @@
 import type { Config } from '../config-types.js'
 import { matchRule } from '../policy/freshness.js'
 import type { Deps } from '../proxy/exchange.js'
+import { urlKeyOf } from '../proxy/cache-key.js'
 import { purgeKeys } from '../proxy/purge.js'
 import { routeRequest } from '../proxy/route.js'
 import type { CacheStatusWriter } from '../respond/cache-status.js'
@@ -33,7 +34,7 @@ export async function syncEntries(deps: SyncDeps, config: Pick<Config, 'routes'>
   for await (const { meta } of deps.store.list()) {
     if (!meta.key.startsWith(prefix)) continue
     // A variant's key carries request header values a sync does not have.
-    if (meta.key.includes('\u0000')) report.skipped++
+    if (urlKeyOf(meta.key) !== meta.key) report.skipped++
     else keys.push(meta.key)
   }
   for (const key of keys) {

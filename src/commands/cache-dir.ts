@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto'
 import { pino } from 'pino'
 import { DiskStore } from '../cache/disk-store.js'
 import type { EntryMeta } from '../cache/entry.js'
+import { urlKeyOf } from '../proxy/cache-key.js'
 
 async function openStore(cacheDir: string): Promise<DiskStore> {
   return DiskStore.open(cacheDir, Number.MAX_SAFE_INTEGER, pino({ level: 'silent' }), () => {})
@@ -24,7 +25,7 @@ export async function listEntries(cacheDir: string, prefix = ''): Promise<Listed
   const store = await openStore(cacheDir)
   const out: Listed[] = []
   for await (const { meta } of store.list()) {
-    const url = meta.key.split('\u0000', 1)[0] ?? meta.key
+    const url = urlKeyOf(meta.key)
     if (!url.startsWith(prefix)) continue
     out.push({ url: displayKey(meta), status: meta.status, bytes: meta.bodyBytes, storedAt: new Date(meta.storedAt).toISOString() })
   }
@@ -91,7 +92,7 @@ export async function purgeOffline(
   const paths = new Set(which.paths ?? [])
   let removed = 0
   for await (const { hash, meta } of store.list()) {
-    const url = meta.key.split('\u0000', 1)[0] ?? meta.key
+    const url = urlKeyOf(meta.key)
     const chosen = which.all === true || paths.has(url) || (which.prefix !== undefined && url.startsWith(which.prefix))
     if (chosen && (await store.removeIfCurrent(hash, meta))) removed++
   }

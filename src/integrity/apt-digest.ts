@@ -8,7 +8,7 @@
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { Readable } from 'node:stream'
-import { digestFromHex, type DigestAlgorithm, type DigestFinder, type ExpectedDigest } from './expected-digest.js'
+import { decodedOrUndefined, digestFromHex, type DigestAlgorithm, type DigestFinder, type ExpectedDigest } from './expected-digest.js'
 import { findNear } from './find-near.js'
 import { decoded } from './stored-metadata.js'
 
@@ -37,7 +37,7 @@ export const aptDigest: DigestFinder = {
     if (pool === null) return undefined
     const [, root, requested = '', arch] = pool
     // apt percent-encodes the name it asks for (`1.0+dfsg` as `1.0%2bdfsg`); the index has it plain.
-    const filename = decodedPath(requested)
+    const filename = decodedOrUndefined(requested) ?? requested
     const needle = Buffer.from(`Filename: ${filename}\n`)
     let tried = 0
     for (const key of stored.indexKeys(route)) {
@@ -97,14 +97,6 @@ async function* indexText(chunks: AsyncIterable<Buffer>): AsyncGenerator<Buffer>
 async function* resumed(head: Buffer, it: AsyncIterator<Buffer>): AsyncGenerator<Buffer> {
   yield head
   for (let next = await it.next(); next.done !== true; next = await it.next()) yield next.value
-}
-
-function decodedPath(path: string): string {
-  try {
-    return decodeURIComponent(path)
-  } catch {
-    return path
-  }
 }
 
 const XZ_MAGIC = Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00])

@@ -67,3 +67,12 @@ export interface DigestFinder {
   /** The digest published for the file in cached metadata; undefined when none is cached or names it. */
   find(context: FindContext): Promise<ExpectedDigest | undefined>
 }
+
+/** A percent-encoded path or segment decoded, or undefined when it is not valid percent-encoding. */
+export function decodedOrUndefined(encoded: string): string | undefined {
+  try {
+    return decodeURIComponent(encoded)
+  } catch {
+    return undefined
+  }
+}

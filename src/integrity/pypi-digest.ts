@@ -6,7 +6,7 @@
 
 import type { Route } from '../config-types.js'
 import { representationKeys } from '../proxy/cache-key.js'
-import { digestFromHex, type DigestFinder, type ExpectedDigest } from './expected-digest.js'
+import { decodedOrUndefined, digestFromHex, type DigestFinder, type ExpectedDigest } from './expected-digest.js'
 import { findNear } from './find-near.js'
 import { objectAround } from './json-object.js'
 
@@ -25,7 +25,7 @@ export const pypiDigest: DigestFinder = {
   async find({ relativePath, routes, stored }) {
     const file = DISTRIBUTION.exec(relativePath)?.[1]
     if (file === undefined) return undefined
-    const name = safeDecode(file)
+    const name = decodedOrUndefined(file)
     const project = name === undefined ? undefined : projectOf(name)
     if (name === undefined || project === undefined) return undefined
     for (const route of routes.filter((r) => r.profile === 'pypi')) {
@@ -78,12 +78,4 @@ export function fileDigest(entry: Record<string, unknown>, name: string, source:
   const hashes = entry.hashes
   if (typeof hashes !== 'object' || hashes === null || !('sha256' in hashes)) return undefined
   return typeof hashes.sha256 === 'string' ? digestFromHex('sha256', hashes.sha256, source) : undefined
-}
-
-function safeDecode(segment: string): string | undefined {
-  try {
-    return decodeURIComponent(segment)
-  } catch {
-    return undefined
-  }
 }

@@ -29,6 +29,18 @@ export function representationKeys(route: Route, key: string): string[] {
   return variants === undefined ? [key] : [key, ...variants.map((v) => `${key}\u0000${v}`)]
 }
 
+/** The URL key a store key was made from (a representation's or a Vary variant's key included). */
+export function urlKeyOf(storeKey: string): string {
+  const cut = storeKey.indexOf('\u0000')
+  return cut < 0 ? storeKey : storeKey.slice(0, cut)
+}
+
+/** The key a purge takes for a stored key: a Vary variant's base (purging it drops every variant). */
+export function purgeKeyOf(storeKey: string): string {
+  const cut = storeKey.indexOf('\u0000vary')
+  return cut < 0 ? storeKey : storeKey.slice(0, cut)
+}
+
 /** A request header's value as Vary compares it: members trimmed, whitespace folded, '' when absent. */
 export function varyValue(headers: IncomingHttpHeaders, name: string): string {
   const value = headerValue(headers[name])

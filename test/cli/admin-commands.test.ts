@@ -19,6 +19,11 @@ import { until } from '../helpers/wait.js'
 const CACHEABLE = { 'cache-control': 'max-age=600' }
 const FILES = { '/a.bin': makeBody(40_000, 1), '/b.bin': makeBody(50_000, 2), '/c.bin': makeBody(60_000, 3) }
 
+/** Waits until `n` stored bodies are in the cache directory (fills commit after the response). */
+async function bodiesOnDisk(cacheDir: string, n: number): Promise<void> {
+  await until(async () => (await cacheFiles(cacheDir)).filter((f) => f.name.endsWith('.body')).length === n, `${n} bodies on disk`)
+}
+
 function staticFiles(): Parameters<typeof serveStatic>[0] {
   return Object.fromEntries(Object.entries(FILES).map(([path, body]) => [path, { body, headers: CACHEABLE }]))
 }
@@ -29,7 +34,7 @@ test('stats and purge reach the running mirror; ls lists the cache directory', a
   const mirror = await startProxyProcess(t, ['--upstream', `${origin.url}/`, '--cache-dir', cacheDir])
   const server = ['--server', mirror.url('')]
   for (const path of Object.keys(FILES)) await get(mirror.url(path))
-  await until(async () => (await cacheFiles(cacheDir)).filter((f) => f.name.endsWith('.body')).length === 3, 'three bodies on disk')
+  await bodiesOnDisk(cacheDir, 3)
   await get(mirror.url('/a.bin'))
 
   const stats = await runCli(['stats', ...server])
@@ -77,7 +82,7 @@ test('verify names and removes bodies damaged on disk (exit 1); after a restart 
   const args = ['--upstream', `${origin.url}/`, '--cache-dir', cacheDir]
   const first = await startProxyProcess(t, args)
   for (const path of Object.keys(FILES)) await get(first.url(path))
-  await until(async () => (await cacheFiles(cacheDir)).filter((f) => f.name.endsWith('.body')).length === 3, 'three bodies on disk')
+  await bodiesOnDisk(cacheDir, 3)
   await first.kill('SIGTERM')
 
   const bodies = (await cacheFiles(cacheDir)).filter((f) => f.name.endsWith('.body')).sort((x, y) => x.size - y.size)
@@ -180,7 +185,7 @@ test('sync revalidates every entry: unchanged (304), updated (new bytes served),
   const cacheDir = await makeTempDir(t, 'cachemir-sync-')
   const mirror = await startProxyProcess(t, ['--upstream', `${origin.url}/`, '--cache-dir', cacheDir])
   for (const path of versions.keys()) await get(mirror.url(path))
-  await until(async () => (await cacheFiles(cacheDir)).filter((f) => f.name.endsWith('.body')).length === 4, 'four bodies on disk')
+  await bodiesOnDisk(cacheDir, 4)
 
   versions.set('/s2', 'two v2')
   versions.delete('/s3')
@@ -225,7 +230,7 @@ test("purge --offline removes entries from a stopped server's cache directory; a
   const args = ['--upstream', `${origin.url}/`, '--cache-dir', cacheDir]
   const first = await startProxyProcess(t, args)
   for (const path of Object.keys(FILES)) await get(first.url(path))
-  await until(async () => (await cacheFiles(cacheDir)).filter((f) => f.name.endsWith('.body')).length === 3, 'three bodies on disk')
+  await bodiesOnDisk(cacheDir, 3)
   await first.kill('SIGTERM')
 
   const one = await runCli(['purge', '--offline', '--cache-dir', cacheDir, '/a.bin'])
